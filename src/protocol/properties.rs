@@ -35,6 +35,8 @@
 //! User Property and PUBLISH's Subscription Identifier) is a protocol error; a value outside
 //! its range is a protocol error (a Topic Alias of 0 is 0x94). Properties are written in the
 //! struct's field order; User Properties keep their order [MQTT-3.3.2-18].
+//! The fields of each struct are in increasing identifier order, which is therefore the
+//! order the encoder writes (the same canonical order paho-mqtt uses).
 
 use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -411,29 +413,29 @@ properties! {
     pub struct ConnectProperties {
         /// Seconds the session outlives the connection; absent = 0.
         session_expiry_interval: Option<u32> = SessionExpiryInterval,
-        /// QoS 1/2 PUBLISHes the client will process at once; absent = 65,535.
-        receive_maximum: Option<NonZeroU16> = ReceiveMaximum,
-        /// Largest packet the client accepts; absent = no limit.
-        maximum_packet_size: Option<NonZeroU32> = MaximumPacketSize,
-        /// Highest topic alias the client accepts from the server; absent = 0.
-        topic_alias_maximum: Option<u16> = TopicAliasMaximum,
-        request_response_information: Option<bool> = RequestResponseInformation,
-        request_problem_information: Option<bool> = RequestProblemInformation,
-        user_properties: Vec<UserProperty> = UserProperty,
         authentication_method: Option<MqttString> = AuthenticationMethod,
         authentication_data: Option<Bytes> = AuthenticationData,
+        request_problem_information: Option<bool> = RequestProblemInformation,
+        request_response_information: Option<bool> = RequestResponseInformation,
+        /// QoS 1/2 PUBLISHes the client will process at once; absent = 65,535.
+        receive_maximum: Option<NonZeroU16> = ReceiveMaximum,
+        /// Highest topic alias the client accepts from the server; absent = 0.
+        topic_alias_maximum: Option<u16> = TopicAliasMaximum,
+        user_properties: Vec<UserProperty> = UserProperty,
+        /// Largest packet the client accepts; absent = no limit.
+        maximum_packet_size: Option<NonZeroU32> = MaximumPacketSize,
     }
 }
 
 properties! {
     /// Will properties, inside the CONNECT payload (section 3.1.3.2).
     pub struct WillProperties {
-        will_delay_interval: Option<u32> = WillDelayInterval,
         payload_format_indicator: Option<bool> = PayloadFormatIndicator,
         message_expiry_interval: Option<u32> = MessageExpiryInterval,
         content_type: Option<MqttString> = ContentType,
         response_topic: Option<TopicName> = ResponseTopic,
         correlation_data: Option<Bytes> = CorrelationData,
+        will_delay_interval: Option<u32> = WillDelayInterval,
         user_properties: Vec<UserProperty> = UserProperty,
     }
 }
@@ -442,23 +444,23 @@ properties! {
     /// CONNACK properties (section 3.2.2.3).
     pub struct ConnAckProperties {
         session_expiry_interval: Option<u32> = SessionExpiryInterval,
+        assigned_client_identifier: Option<MqttString> = AssignedClientIdentifier,
+        server_keep_alive: Option<u16> = ServerKeepAlive,
+        authentication_method: Option<MqttString> = AuthenticationMethod,
+        authentication_data: Option<Bytes> = AuthenticationData,
+        response_information: Option<MqttString> = ResponseInformation,
+        server_reference: Option<MqttString> = ServerReference,
+        reason_string: Option<MqttString> = ReasonString,
         receive_maximum: Option<NonZeroU16> = ReceiveMaximum,
+        topic_alias_maximum: Option<u16> = TopicAliasMaximum,
         /// 0 or 1; absent means QoS 2 is supported.
         maximum_qos: Option<QoS> = MaximumQoS,
         retain_available: Option<bool> = RetainAvailable,
-        maximum_packet_size: Option<NonZeroU32> = MaximumPacketSize,
-        assigned_client_identifier: Option<MqttString> = AssignedClientIdentifier,
-        topic_alias_maximum: Option<u16> = TopicAliasMaximum,
-        reason_string: Option<MqttString> = ReasonString,
         user_properties: Vec<UserProperty> = UserProperty,
+        maximum_packet_size: Option<NonZeroU32> = MaximumPacketSize,
         wildcard_subscription_available: Option<bool> = WildcardSubscriptionAvailable,
         subscription_identifiers_available: Option<bool> = SubscriptionIdentifierAvailable,
         shared_subscription_available: Option<bool> = SharedSubscriptionAvailable,
-        server_keep_alive: Option<u16> = ServerKeepAlive,
-        response_information: Option<MqttString> = ResponseInformation,
-        server_reference: Option<MqttString> = ServerReference,
-        authentication_method: Option<MqttString> = AuthenticationMethod,
-        authentication_data: Option<Bytes> = AuthenticationData,
     }
 }
 
@@ -468,13 +470,13 @@ properties! {
         /// true: the payload is UTF-8 text.
         payload_format_indicator: Option<bool> = PayloadFormatIndicator,
         message_expiry_interval: Option<u32> = MessageExpiryInterval,
-        topic_alias: Option<NonZeroU16> = TopicAlias,
+        content_type: Option<MqttString> = ContentType,
         response_topic: Option<TopicName> = ResponseTopic,
         correlation_data: Option<Bytes> = CorrelationData,
-        user_properties: Vec<UserProperty> = UserProperty,
         /// One per matching subscription, server to client only [MQTT-3.3.4-6].
         subscription_identifiers: Vec<SubscriptionId> = SubscriptionIdentifier,
-        content_type: Option<MqttString> = ContentType,
+        topic_alias: Option<NonZeroU16> = TopicAlias,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -505,9 +507,9 @@ properties! {
     /// DISCONNECT properties (section 3.14.2.2).
     pub struct DisconnectProperties {
         session_expiry_interval: Option<u32> = SessionExpiryInterval,
+        server_reference: Option<MqttString> = ServerReference,
         reason_string: Option<MqttString> = ReasonString,
         user_properties: Vec<UserProperty> = UserProperty,
-        server_reference: Option<MqttString> = ServerReference,
     }
 }
 
@@ -622,13 +624,17 @@ mod tests {
     #[test]
     fn encode_writes_length_then_fields_in_order() {
         let p = PublishProperties {
+            topic_alias: NonZeroU16::new(7),
             message_expiry_interval: Some(60),
             content_type: Some(MqttString::from_static("t").unwrap()),
             ..Default::default()
         };
         let mut b = BytesMut::new();
         p.encode(&mut b).unwrap();
-        assert_eq!(&b[..], &[9, 0x02, 0, 0, 0, 60, 0x03, 0, 1, b't']);
+        assert_eq!(
+            &b[..],
+            &[12, 0x02, 0, 0, 0, 60, 0x03, 0, 1, b't', 0x23, 0, 7]
+        );
         assert_eq!(p.encoded_len().unwrap(), b.len());
     }
 }
