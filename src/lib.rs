@@ -1,7 +1,9 @@
 //! ringmq: an MQTT 3.1, 3.1.1 and 5.0 broker for Linux, one shard per CPU core on io_uring.
 //!
 //! # Layout
+//! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 
+pub mod config;
 pub mod protocol;
