@@ -126,9 +126,21 @@ pub fn decode(
             needed: header.packet_len() - buf.len(),
         });
     }
-    let mut packet = buf.split_to(header.packet_len()).freeze();
-    packet.advance(header.header_len);
-    decode_body(header, packet, version).map(Decoded::Packet)
+    let packet = buf.split_to(header.packet_len()).freeze();
+    let mut body = packet.clone();
+    body.advance(header.header_len);
+    match decode_body(header, body, version) {
+        Ok(p) => Ok(Decoded::Packet(p)),
+        Err(e) => {
+            // Put the bytes back, as documented. A copy, but only on the error path, where
+            // the connection is about to close anyway.
+            let mut restored = BytesMut::with_capacity(packet.len() + buf.len());
+            restored.extend_from_slice(&packet);
+            restored.extend_from_slice(buf);
+            *buf = restored;
+            Err(e)
+        }
+    }
 }
 
 fn decode_body(
