@@ -4,6 +4,13 @@
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
+//! - [`router`]: shard-local subscription tries (local and interest table), retained index.
 
 pub mod config;
+pub mod connection;
+pub mod handler;
+pub mod message;
 pub mod protocol;
+pub mod router;
+pub mod session;
+pub mod shard;

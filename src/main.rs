@@ -1,13 +1,17 @@
-//! `ringmq`: command line, configuration, then the broker (not yet implemented).
+//! `ringmq`: command line, configuration, logging, then the shards until SIGINT/SIGTERM.
 //!
-//! Exit codes: 0 success (`check-config` ok), 1 bad configuration, 2 usage error or the
-//! broker core is missing from this build.
+//! Exit codes: 0 clean shutdown (or `check-config` ok), 1 bad configuration or a failure to
+//! start, 2 usage error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringmq::config::{Config, Overrides};
+use ringmq::config::{Config, LogFormat, Overrides};
+use ringmq::shard::{self, Shutdown};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// MQTT 3.1 / 3.1.1 / 5.0 broker: one shard per core on io_uring.
 #[derive(Debug, Parser)]
@@ -67,20 +71,44 @@ fn main() -> ExitCode {
                 log_level: cli.log_level,
             };
             match Config::load_with(cli.config.as_deref(), &overrides) {
-                Ok(config) => {
-                    eprintln!(
-                        "ringmq {}: the broker core is not implemented yet in this version; \
-                         it would have served {}",
-                        env!("CARGO_PKG_VERSION"),
-                        config.listener_summary()
-                    );
-                    ExitCode::from(2)
-                }
+                Ok(config) => serve(config),
                 Err(err) => {
                     eprintln!("ringmq: {err}");
                     ExitCode::from(1)
                 }
             }
         }
+    }
+}
+
+/// Runs the broker until a signal stops it.
+fn serve(config: Config) -> ExitCode {
+    init_logging(&config);
+    let shutdown = Shutdown::default();
+    if let Err(e) = shutdown.on_signals() {
+        eprintln!("ringmq: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    match shard::run(config, shutdown) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ringmq: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `log.level` when set.
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

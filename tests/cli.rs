@@ -72,14 +72,82 @@ fn check_config_rejects_unknown_keys() {
     assert!(stderr(&out).contains("storage.fsync_every: unknown field"));
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringmq-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Waits until `port` accepts connections, or panics after 10 s.
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn run_without_broker_core_says_so_and_exits_2() {
-    let out = ringmq(&["--listen", "127.0.0.1:18830", "--cores", "0"]);
-    assert_eq!(out.status.code(), Some(2));
+fn port_held_by_another_process_is_refused_exit_1() {
+    // Every shard binds with SO_REUSEPORT; without the guard a second broker would quietly
+    // share the port with this listener.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let dir = temp_dir("port");
+    let out = ringmq(&["--listen", &addr, "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("not implemented"), "{err}");
-    assert!(err.contains("127.0.0.1:18830 (tcp)"), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(err.contains("Address already in use"), "{err}");
+}
+
+#[test]
+fn data_dir_in_use_is_refused_and_sigterm_stops_cleanly() {
+    let dir = temp_dir("lock");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args([
+            "--listen",
+            &listen,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+
+    let other = format!("127.0.0.1:{}", free_port());
+    let out = ringmq(&["--listen", &other, "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is in use by another ringmq process"),
+        "{}",
+        stderr(&out)
+    );
+
+    // SIGTERM: stop accepting, close connections, exit 0.
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // SAFETY: kill sends a signal to the child we spawned; no memory is involved.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGTERM) }, 0);
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -78,6 +78,10 @@ pub enum DecodeError {
     SubscriptionOptionsReserved,
     #[error("retain handling 3 is not defined")]
     InvalidRetainHandling,
+    #[error("subscription Maximum QoS 3 (a protocol error in MQTT 5.0, section 3.8.3.1)")]
+    InvalidMaximumQoS,
+    #[error("AUTH continues or restarts authentication without an authentication method")]
+    AuthMethodMissing,
     #[error("no local is set on a shared subscription")]
     NoLocalOnSharedSubscription,
 }
@@ -99,6 +103,8 @@ impl DecodeError {
             | E::MissingTopic
             | E::NoTopicFilters(_)
             | E::InvalidRetainHandling
+            | E::InvalidMaximumQoS
+            | E::AuthMethodMissing
             | E::NoLocalOnSharedSubscription => ReasonCode::ProtocolError,
             E::VarIntTooLong
             | E::VarIntNotMinimal

@@ -754,8 +754,16 @@ pub fn disconnect(v: ProtocolVersion) -> BoxedStrategy<Disconnect> {
 
 /// An AUTH (MQTT 5.0 only).
 pub fn auth() -> impl Strategy<Value = Auth> {
-    (reason_in(PacketType::Auth), or_empty(auth_properties()))
-        .prop_map(|(reason, properties)| Auth { reason, properties })
+    (reason_in(PacketType::Auth), or_empty(auth_properties())).prop_map(
+        |(reason, mut properties)| {
+            // Continue / Re-authenticate must carry a method [MQTT-4.12.0-5].
+            if reason != ReasonCode::Success && properties.authentication_method.is_none() {
+                properties.authentication_method =
+                    Some(MqttString::from_static("SCRAM-SHA-256").unwrap());
+            }
+            Auth { reason, properties }
+        },
+    )
 }
 
 /// Any packet valid in version `v`, PUBLISH payloads up to [`MAX_PAYLOAD`] bytes.

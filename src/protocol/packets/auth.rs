@@ -27,9 +27,12 @@ impl Auth {
             }
         }
         r.finish()?;
-        if a.properties.authentication_data.is_some()
-            && a.properties.authentication_method.is_none()
-        {
+        let no_method = a.properties.authentication_method.is_none();
+        if no_method && a.reason != ReasonCode::Success {
+            // Continue / Re-authenticate must name the method [MQTT-4.12.0-5], [MQTT-4.12.1-1].
+            return Err(DecodeError::AuthMethodMissing);
+        }
+        if no_method && a.properties.authentication_data.is_some() {
             return Err(DecodeError::AuthDataWithoutMethod);
         }
         Ok(a)

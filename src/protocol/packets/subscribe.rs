@@ -61,7 +61,12 @@ impl SubscriptionOptions {
         if byte & reserved != 0 {
             return Err(DecodeError::SubscriptionOptionsReserved);
         }
-        let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::InvalidQoS)?;
+        // QoS 3 is malformed in 3.1.1 [MQTT-3.8.3-4] but a protocol error in 5.0.
+        let qos = QoS::from_u8(byte & 0b11).ok_or(if v.is_v5() {
+            DecodeError::InvalidMaximumQoS
+        } else {
+            DecodeError::InvalidQoS
+        })?;
         let retain_handling = match (byte >> 4) & 0b11 {
             0 => RetainHandling::SendAtSubscribe,
             1 => RetainHandling::SendIfNew,

@@ -1,0 +1,414 @@
+//! A client connection: the CONNECT phase (and hand-off to the client id's home shard),
+//! then one task that reads, decodes, dispatches, and writes everything the connection has
+//! to send in one `write` per round. Keep-alive and takeover end it here.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+
+use crate::handler::{self, Conn, Flow, HandlerError};
+use crate::protocol::{
+    decode, ConnAck, ConnAckProperties, Connect, DecodeError, Decoded, Disconnect, MqttString,
+    Packet, ProtocolVersion, ReasonCode,
+};
+use crate::session::{Outbox, Session};
+use crate::shard::mesh::{stable_hash, Handoff};
+use crate::shard::Shard;
+
+/// How a connection ended; decides the will and the log line.
+#[derive(Debug)]
+pub enum End {
+    /// DISCONNECT from the client; `will` when v5 reason 0x04 asked for the will.
+    Disconnected {
+        will: bool,
+    },
+    /// The client closed the socket without DISCONNECT.
+    Eof,
+    Network(std::io::Error),
+    /// No packet within 1.5 x keep-alive [MQTT-3.1.2-24].
+    KeepAlive,
+    /// A malformed packet or protocol violation.
+    Error(HandlerError),
+    /// Ended from outside: takeover, shutdown.
+    Closed(ReasonCode),
+}
+
+/// Serves a newly accepted socket: reads its CONNECT, then serves it here or hands it to
+/// its home shard.
+pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    let limits = &shard.config.limits;
+    let mut rbuf = BytesMut::with_capacity(limits.read_buffer_bytes);
+    let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
+    let shutdown = shard.shutdown.clone();
+    let reading = crate::shard::with_timeout(
+        read_connect(&mut stream, &mut rbuf, limits.packet_bytes_max as usize),
+        timeout,
+    );
+    // A socket still in its CONNECT phase ends at shutdown like any other.
+    let stopped = async {
+        shutdown.wait().await;
+        None
+    };
+    let connect = match future::or(reading, stopped).await {
+        Some(Ok(c)) => c,
+        Some(Err(ConnectFailure::Decode(e))) => {
+            reject_undecodable(&mut stream, &e).await;
+            tracing::debug!(%peer, error = %e, "bad CONNECT");
+            return;
+        }
+        Some(Err(ConnectFailure::Io)) => return,
+        None => {
+            tracing::debug!(%peer, "no CONNECT within connect_timeout_secs");
+            return;
+        }
+    };
+    let mut connect = connect;
+    let version = connect.protocol;
+    let mut assigned = false;
+    if connect.client_id.is_empty() {
+        match version {
+            // [MQTT-3.1.3-7/8] (3.1.1): only with clean session; 3.1 needs an id.
+            ProtocolVersion::V3_1_1 if connect.clean_start => {}
+            ProtocolVersion::V5 => {}
+            _ => {
+                refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
+                tracing::info!(%peer, "refused: empty client id without clean session");
+                return;
+            }
+        }
+        connect.client_id = assign_client_id(&shard);
+        assigned = true;
+    }
+    if connect.client_id.len() > usize::from(limits.client_id_bytes_max) {
+        refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
+        tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
+        return;
+    }
+    let home = shard.home_of(connect.client_id.as_str());
+    if home == shard.id {
+        establish(
+            shard,
+            stream,
+            Box::new(connect),
+            rbuf.freeze(),
+            peer,
+            assigned,
+        )
+        .await;
+        return;
+    }
+    let fd = match crate::shard::dup_fd(stream.as_raw_fd()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot hand the connection off");
+            return;
+        }
+    };
+    drop(stream);
+    let handoff = Handoff {
+        fd,
+        connect: Box::new(connect),
+        buffered: rbuf.freeze(),
+        peer,
+    };
+    if shard.hand_off(home, handoff).await.is_err() {
+        tracing::warn!(%peer, %home, "home shard is gone; connection dropped");
+    }
+}
+
+/// Serves a connection handed over by the shard that accepted it.
+pub async fn adopt(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    connect: Box<Connect>,
+    buffered: Bytes,
+    peer: SocketAddr,
+) {
+    establish(shard, stream, connect, buffered, peer, false).await;
+}
+
+enum ConnectFailure {
+    Decode(DecodeError),
+    Io,
+}
+
+async fn read_connect(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    max: usize,
+) -> Result<Connect, ConnectFailure> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match decode(rbuf, None, max) {
+            Ok(Decoded::Packet(Packet::Connect(c))) => return Ok(*c),
+            Ok(Decoded::Packet(_)) => return Err(ConnectFailure::Io),
+            Ok(Decoded::Incomplete { .. }) => {}
+            Err(e) => return Err(ConnectFailure::Decode(e)),
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(ConnectFailure::Io),
+            Ok(n) => rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
+}
+
+/// A CONNECT that does not decode: answer an unsupported protocol level with CONNACK
+/// 0x01 (v3) / 0x84 (v5) [MQTT-3.1.2-2]; close on anything else.
+async fn reject_undecodable(stream: &mut TcpStream, e: &DecodeError) {
+    if let DecodeError::UnsupportedProtocolVersion(level) = e {
+        let v = if *level >= 5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        refuse(stream, v, ReasonCode::UnsupportedProtocolVersion).await;
+    }
+}
+
+/// Sends a refusing CONNACK and closes.
+async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
+    let packet = Packet::ConnAck(Box::new(ConnAck {
+        session_present: false,
+        reason,
+        properties: ConnAckProperties::default(),
+    }));
+    if let Ok(bytes) = packet.to_bytes(version) {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = stream.close().await;
+}
+
+/// A client id that hashes to this shard, so the connection needs no hand-off.
+fn assign_client_id(shard: &Shard) -> MqttString {
+    let mut n: u64 = Instant::now().elapsed().as_nanos() as u64 ^ (u64::from(shard.id.0) << 48);
+    loop {
+        n = n
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let id = format!("ringmq-{:016x}", n ^ stable_hash(&n.to_le_bytes()));
+        if shard.home_of(&id) == shard.id {
+            if let Ok(s) = MqttString::try_from(id) {
+                if shard.sessions.borrow().find(s.as_str()).is_none() {
+                    return s;
+                }
+            }
+        }
+    }
+}
+
+/// On the home shard: takeover, session start or resume, CONNACK, then the packet loop.
+async fn establish(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    connect: Box<Connect>,
+    buffered: Bytes,
+    peer: SocketAddr,
+    assigned: bool,
+) {
+    let version = connect.protocol;
+    let limits = &shard.config.limits;
+    let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
+    // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
+    let existing = shard.sessions.borrow().find(&client_id);
+    if let Some((_, s)) = &existing {
+        let mut s = s.borrow_mut();
+        if let Some(old) = s.outbox().cloned() {
+            old.close(ReasonCode::SessionTakenOver);
+            s.detach(Instant::now());
+        }
+    }
+    let resumed = match existing {
+        Some((key, s)) if !connect.clean_start => Some((key, s)),
+        Some((key, _)) => {
+            shard.remove_session(key).await;
+            None
+        }
+        None => None,
+    };
+    let session_present = resumed.is_some();
+    let (key, session) = match resumed {
+        Some(r) => r,
+        None => shard
+            .sessions
+            .borrow_mut()
+            .insert(Session::new(client_id.clone(), shard.session_limits)),
+    };
+    let p = &connect.properties;
+    session.borrow_mut().expiry_secs = match version {
+        ProtocolVersion::V5 => p.session_expiry_interval.unwrap_or(0),
+        _ if connect.clean_start => 0,
+        _ => u32::MAX,
+    };
+    let outbox = Rc::new(Outbox::new(version, limits.write_buffer_bytes));
+    let mut keep_alive = connect.keep_alive;
+    let mut props = ConnAckProperties::default();
+    if version.is_v5() {
+        props.receive_maximum = std::num::NonZeroU16::new(limits.inflight_count_max);
+        props.maximum_packet_size = std::num::NonZeroU32::new(limits.packet_bytes_max);
+        props.topic_alias_maximum = None;
+        props.shared_subscription_available = Some(false);
+        if assigned {
+            props.assigned_client_identifier = Some(connect.client_id.clone());
+        }
+        let max = limits.keep_alive_secs_max;
+        if max > 0 && (keep_alive == 0 || keep_alive > max) {
+            keep_alive = max;
+            props.server_keep_alive = Some(max);
+        }
+    }
+    outbox.push(&Packet::ConnAck(Box::new(ConnAck {
+        session_present,
+        reason: ReasonCode::Success,
+        properties: props,
+    })));
+    session.borrow_mut().attach(
+        outbox.clone(),
+        p.receive_maximum.map(|r| r.get()),
+        p.maximum_packet_size.map(|m| m.get() as usize),
+    );
+    tracing::info!(
+        client_id = %client_id, %peer, shard = %shard.id, %version,
+        clean_start = connect.clean_start, session_present, keep_alive, "connected"
+    );
+    let mut conn = Conn {
+        shard: shard.clone(),
+        version,
+        client_id,
+        key,
+        session,
+        outbox,
+        will: connect.will,
+        session_expiry_at_connect: p.session_expiry_interval.unwrap_or(0),
+        problem_information: p.request_problem_information.unwrap_or(true),
+    };
+    let mut rbuf = BytesMut::with_capacity(limits.read_buffer_bytes.max(buffered.len()));
+    rbuf.extend_from_slice(&buffered);
+    let end = serve(&mut conn, &mut stream, rbuf, keep_alive).await;
+    finish(conn, stream, end).await;
+}
+
+/// The packet loop. Returns how the connection ended.
+async fn serve(
+    conn: &mut Conn,
+    stream: &mut TcpStream,
+    mut rbuf: BytesMut,
+    keep_alive: u16,
+) -> End {
+    let limits = &conn.shard.config.limits;
+    let max_packet = limits.packet_bytes_max as usize;
+    let mut chunk = vec![0u8; limits.read_buffer_bytes];
+    let mut wbuf = BytesMut::with_capacity(limits.write_buffer_bytes.min(1 << 16));
+    // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24].
+    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut last_packet = Instant::now();
+    loop {
+        loop {
+            match decode(&mut rbuf, Some(conn.version), max_packet) {
+                Ok(Decoded::Packet(packet)) => {
+                    last_packet = Instant::now();
+                    match handler::dispatch(conn, packet).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Disconnect { will }) => return End::Disconnected { will },
+                        Err(e) => return End::Error(e),
+                    }
+                }
+                Ok(Decoded::Incomplete { .. }) => break,
+                Err(e) => return End::Error(HandlerError::Decode(e)),
+            }
+        }
+        if let Err(e) = flush(&conn.outbox, stream, &mut wbuf).await {
+            return End::Network(e);
+        }
+        if let Some(reason) = conn.outbox.close_reason() {
+            return End::Closed(reason);
+        }
+        let deadline = grace.map(|g| last_packet + g);
+        let read = async { Event::Read(stream.read(&mut chunk).await) };
+        let woken = async {
+            conn.outbox.wait().await;
+            Event::Woken
+        };
+        let expired = async {
+            match deadline {
+                Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
+                None => future::pending::<()>().await,
+            }
+            Event::KeepAlive
+        };
+        match read.or(woken).or(expired).await {
+            Event::Read(Ok(0)) => return End::Eof,
+            Event::Read(Ok(n)) => rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Event::Read(Err(e)) => return End::Network(e),
+            Event::Woken => {}
+            Event::KeepAlive => return End::KeepAlive,
+        }
+    }
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Woken,
+    KeepAlive,
+}
+
+/// Writes everything buffered for this connection, in as few writes as it takes.
+async fn flush(
+    outbox: &Outbox,
+    stream: &mut TcpStream,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<()> {
+    while !outbox.is_empty() {
+        wbuf.clear();
+        outbox.take_into(wbuf);
+        stream.write_all(wbuf).await?;
+    }
+    wbuf.clear();
+    Ok(())
+}
+
+/// After the loop: tell a v5 client why (when the server ends it), publish the will unless
+/// the client disconnected normally, detach or end the session.
+async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
+    let reason = match &end {
+        End::Error(e) => Some(e.reason_code()),
+        End::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
+        End::Closed(r) => Some(*r),
+        _ => None,
+    };
+    if let (Some(reason), true) = (reason, conn.version.is_v5()) {
+        let mut d = Disconnect::new(reason);
+        if conn.problem_information {
+            if let End::Error(e) = &end {
+                d.properties.reason_string = MqttString::try_from(e.to_string()).ok();
+            }
+        }
+        if let Ok(bytes) = Packet::Disconnect(d).to_bytes(conn.version) {
+            let mut wbuf = BytesMut::new();
+            let _ = flush(&conn.outbox, &mut stream, &mut wbuf).await;
+            let _ = stream.write_all(&bytes).await;
+        }
+    }
+    let _ = stream.close().await;
+    let will = match &end {
+        End::Disconnected { will } => *will,
+        _ => true,
+    };
+    match &end {
+        End::Disconnected { .. } | End::Eof => {
+            tracing::info!(client_id = %conn.client_id, reason = ?end, "disconnected")
+        }
+        _ => tracing::info!(client_id = %conn.client_id, reason = ?end, "connection closed"),
+    }
+    handler::end_session(conn, will).await;
+}

@@ -1,0 +1,159 @@
+//! Packet handlers on the client's home shard: ONE dispatch match, ONE map from error to
+//! reason code. Handlers decide whether and what; the shard's router decides where.
+
+mod ack;
+mod publish;
+mod subscribe;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::message::Message;
+use crate::protocol::{DecodeError, Packet, PacketType, ProtocolVersion, ReasonCode, Will};
+use crate::session::{Outbox, Session};
+use crate::shard::{SessionKey, Shard};
+
+/// A connection's state as the handlers see it.
+pub struct Conn {
+    pub shard: Rc<Shard>,
+    pub version: ProtocolVersion,
+    pub client_id: Arc<str>,
+    pub key: SessionKey,
+    pub session: Rc<RefCell<Session>>,
+    pub outbox: Rc<Outbox>,
+    pub will: Option<Will>,
+    /// The Session Expiry Interval the CONNECT set (v5 forbids raising 0 at DISCONNECT).
+    pub session_expiry_at_connect: u32,
+    /// v5 Request Problem Information: reason strings may be sent.
+    pub problem_information: bool,
+}
+
+/// What the connection does after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The client sent DISCONNECT; `will` if it asked for the will anyway (v5 0x04).
+    Disconnect {
+        will: bool,
+    },
+}
+
+/// A packet the broker refuses; the connection ends with [`HandlerError::reason_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("topic alias {0} is not allowed (topic alias maximum is 0)")]
+    TopicAlias(u16),
+    #[error("more than {0} QoS 2 messages awaiting PUBREL (receive maximum)")]
+    ReceiveMaximumExceeded(u16),
+    #[error("topic name longer than {0} bytes or {1} levels")]
+    TopicTooLong(usize, usize),
+}
+
+impl HandlerError {
+    /// The reason code a v5 client gets in the DISCONNECT (the one error -> reason map).
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            HandlerError::Decode(e) => e.reason_code(),
+            HandlerError::Protocol(_) => ReasonCode::ProtocolError,
+            HandlerError::TopicAlias(_) => ReasonCode::TopicAliasInvalid,
+            HandlerError::ReceiveMaximumExceeded(_) => ReasonCode::ReceiveMaximumExceeded,
+            HandlerError::TopicTooLong(..) => ReasonCode::TopicNameInvalid,
+        }
+    }
+}
+
+/// Handles one packet from the client.
+pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerError> {
+    match packet {
+        Packet::Publish(p) => publish::publish(conn, p).await,
+        Packet::PubAck(a) => ack::puback(conn, a),
+        Packet::PubRec(a) => ack::pubrec(conn, a),
+        Packet::PubRel(a) => ack::pubrel(conn, a),
+        Packet::PubComp(a) => ack::pubcomp(conn, a),
+        Packet::Subscribe(s) => subscribe::subscribe(conn, s).await,
+        Packet::Unsubscribe(u) => subscribe::unsubscribe(conn, u).await,
+        Packet::PingReq => {
+            // [MQTT-3.12.4-1]
+            conn.outbox.push(&Packet::PingResp);
+            Ok(Flow::Continue)
+        }
+        Packet::Disconnect(d) => {
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                // Raising it from 0 at DISCONNECT is a protocol error (section 3.14.2.2.2).
+                if conn.session_expiry_at_connect == 0 && expiry != 0 {
+                    return Err(HandlerError::Protocol(
+                        "DISCONNECT sets a session expiry interval after CONNECT set 0",
+                    ));
+                }
+                conn.session.borrow_mut().expiry_secs = expiry;
+            }
+            Ok(Flow::Disconnect {
+                will: d.reason == ReasonCode::DisconnectWithWillMessage,
+            })
+        }
+        // [MQTT-3.1.0-2]
+        Packet::Connect(_) => Err(HandlerError::Protocol("second CONNECT")),
+        Packet::Auth(_) => Err(HandlerError::Protocol(
+            "AUTH without an authentication method in CONNECT",
+        )),
+        other => Err(HandlerError::Protocol(match other.packet_type() {
+            PacketType::ConnAck => "CONNACK from a client",
+            PacketType::SubAck => "SUBACK from a client",
+            PacketType::UnsubAck => "UNSUBACK from a client",
+            _ => "PINGRESP from a client",
+        })),
+    }
+}
+
+/// The connection is gone: publish the will if due [MQTT-3.1.2-8] (and not after a normal
+/// DISCONNECT [MQTT-3.1.2-10]), then detach the session, or end it if it does not outlive
+/// the connection. Does nothing to a session another connection has taken over.
+pub async fn end_session(conn: Conn, publish_will: bool) {
+    if publish_will {
+        if let Some(will) = conn.will {
+            let p = will.properties;
+            let properties = crate::protocol::PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Default::default()
+            };
+            let message = Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                // [MQTT-3.1.2-14/15] (v5) / [MQTT-3.1.2-16/17] (3.1.1)
+                retain: will.retain,
+                properties,
+                origin: conn.client_id.clone(),
+                received_at: Instant::now(),
+            };
+            conn.shard.publish(message).await;
+        }
+    }
+    let ours = conn
+        .session
+        .borrow()
+        .outbox()
+        .is_some_and(|o| Rc::ptr_eq(o, &conn.outbox));
+    if !ours {
+        return;
+    }
+    let expiry = {
+        let mut s = conn.session.borrow_mut();
+        s.detach(Instant::now());
+        s.expiry_secs
+    };
+    if expiry == 0 {
+        conn.shard.remove_session(conn.key).await;
+    }
+}

@@ -1,0 +1,106 @@
+//! SUBSCRIBE and UNSUBSCRIBE: the session's subscriptions, the shard's trie and interest
+//! table, and retained messages for new subscriptions.
+
+use std::rc::Rc;
+
+use super::{Conn, Flow, HandlerError};
+use crate::protocol::{
+    AckProperties, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
+};
+use crate::session::{Delivery, Subscribed};
+use crate::shard::LocalSub;
+
+pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerError> {
+    let limits = &conn.shard.config.limits;
+    let mut reasons = Vec::with_capacity(s.subscriptions.len());
+    let mut retained_for = Vec::new();
+    for sub in &s.subscriptions {
+        let filter = &sub.filter;
+        let known = conn.session.borrow().subscriptions.contains_key(filter);
+        let count = conn.session.borrow().subscriptions.len();
+        let reason = if filter.shared().is_some() {
+            // Shared subscriptions are not offered yet (CONNACK says so to v5 clients).
+            ReasonCode::SharedSubscriptionsNotSupported
+        } else if filter.len() > usize::from(limits.topic_bytes_max)
+            || filter.as_str().split('/').count() > usize::from(limits.topic_levels_max)
+        {
+            ReasonCode::TopicFilterInvalid
+        } else if !known && count >= limits.subscriptions_per_client_max as usize {
+            ReasonCode::QuotaExceeded
+        } else {
+            let options = sub.options;
+            let id = s.properties.subscription_identifier;
+            let local = LocalSub {
+                options,
+                id,
+                client_id: conn.client_id.clone(),
+            };
+            let new = conn.shard.subscribe(conn.key, filter, local).await;
+            conn.session
+                .borrow_mut()
+                .subscriptions
+                .insert(filter.clone(), Subscribed { options, id });
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => new,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained {
+                retained_for.push((filter.clone(), options.qos, id));
+            }
+            match options.qos {
+                QoS::AtMostOnce => ReasonCode::GRANTED_QOS_0,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            }
+        };
+        reasons.push(reason);
+    }
+    conn.outbox.push(&Packet::SubAck(SubAck {
+        packet_id: s.packet_id,
+        properties: AckProperties::default(),
+        reasons,
+    }));
+    // Retained messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
+    for (filter, granted, id) in retained_for {
+        for message in conn.shard.retained_matching(&filter).await {
+            let qos = message.qos.min(granted);
+            conn.session.borrow_mut().deliver(Delivery {
+                message: Rc::clone(&message),
+                qos,
+                retain: true,
+                subscription_ids: id.into_iter().collect(),
+            });
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+pub async fn unsubscribe(conn: &mut Conn, u: Unsubscribe) -> Result<Flow, HandlerError> {
+    let mut reasons = Vec::with_capacity(u.filters.len());
+    for filter in &u.filters {
+        // Compared character by character with the session's filters [MQTT-3.10.4-1].
+        let existed = conn
+            .session
+            .borrow_mut()
+            .subscriptions
+            .remove(filter)
+            .is_some();
+        if existed {
+            conn.shard.unsubscribe(conn.key, filter).await;
+        }
+        reasons.push(if existed {
+            ReasonCode::Success
+        } else {
+            ReasonCode::NoSubscriptionExisted
+        });
+    }
+    // Always answered, even when nothing was removed [MQTT-3.10.4-4/5].
+    conn.outbox.push(&Packet::UnsubAck(UnsubAck {
+        packet_id: u.packet_id,
+        properties: AckProperties::default(),
+        reasons,
+    }));
+    Ok(Flow::Continue)
+}

@@ -1,0 +1,113 @@
+//! A connection's outgoing byte buffer, shared by everything on its shard that writes to
+//! that client, and the wake-up that tells the connection task to flush it.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+
+use crate::protocol::{Packet, ProtocolVersion, ReasonCode};
+
+/// Encoded packets waiting for the connection task to write them in one `write` (write
+/// coalescing: everything produced for a connection in one scheduling round goes out
+/// together).
+///
+/// # Invariants
+/// Shard-local (`!Send`); only whole packets are appended.
+#[derive(Debug)]
+pub struct Outbox {
+    buf: RefCell<BytesMut>,
+    /// Bytes above which QoS 0 deliveries are dropped instead of buffered.
+    soft_limit_bytes: usize,
+    version: ProtocolVersion,
+    waker: RefCell<Option<Waker>>,
+    woken: Cell<bool>,
+    /// Set when the connection must end: takeover, shutdown, a protocol error found
+    /// elsewhere. The reason goes to a v5 client in a DISCONNECT.
+    close: Cell<Option<ReasonCode>>,
+}
+
+impl Outbox {
+    pub fn new(version: ProtocolVersion, soft_limit_bytes: usize) -> Self {
+        Outbox {
+            buf: RefCell::new(BytesMut::with_capacity(4096)),
+            soft_limit_bytes,
+            version,
+            waker: RefCell::new(None),
+            woken: Cell::new(false),
+            close: Cell::new(None),
+        }
+    }
+
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Appends `packet`, encoded for this connection's version, and wakes the connection.
+    /// Returns false if it cannot be encoded for this version (the caller counts the drop).
+    pub fn push(&self, packet: &Packet) -> bool {
+        let ok = packet
+            .encode(self.version, &mut self.buf.borrow_mut())
+            .is_ok();
+        self.wake();
+        ok
+    }
+
+    /// Whether the buffer is past its soft limit (a slow reader).
+    pub fn is_full(&self) -> bool {
+        self.buf.borrow().len() >= self.soft_limit_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.borrow().is_empty()
+    }
+
+    /// Moves the buffered bytes into `into` (which must be empty) for writing.
+    pub fn take_into(&self, into: &mut BytesMut) {
+        std::mem::swap(&mut *self.buf.borrow_mut(), into);
+    }
+
+    /// Asks the connection to end with `reason` (the first reason wins).
+    pub fn close(&self, reason: ReasonCode) {
+        if self.close.get().is_none() {
+            self.close.set(Some(reason));
+        }
+        self.wake();
+    }
+
+    pub fn close_reason(&self) -> Option<ReasonCode> {
+        self.close.get()
+    }
+
+    fn wake(&self) {
+        self.woken.set(true);
+        let waker = self.waker.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Resolves once something was pushed or a close was requested since the last wait.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait { outbox: self }
+    }
+}
+
+/// Future of [`Outbox::wait`].
+pub struct Wait<'a> {
+    outbox: &'a Outbox,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outbox.woken.replace(false) {
+            Poll::Ready(())
+        } else {
+            *self.outbox.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}

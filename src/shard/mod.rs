@@ -1,0 +1,598 @@
+//! Shards: one glommio executor per configured core, each owning its connections,
+//! sessions, subscription trie, replica of the interest table and retained partition.
+//! Nothing here is shared between cores except through the meshes in [`mesh`].
+
+pub mod mesh;
+pub mod runtime;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::net::TcpListener;
+use glommio::sync::Gate;
+use glommio::LocalExecutorPoolBuilder;
+
+use crate::config::Config;
+use crate::message::Message;
+use crate::protocol::{QoS, ReasonCode, SubscriptionId, SubscriptionOptions, TopicFilter};
+use crate::router::retained::RetainedIndex;
+use crate::router::trie::SubscriptionTrie;
+use crate::session::{Delivery, Session, SessionLimits};
+use mesh::{stable_hash, CtrlMsg, DataMsg, Replies, ShardId, ShardSet};
+pub use runtime::{Shutdown, StartError};
+
+/// Identifies a session within its home shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(u64);
+
+/// One subscription as the local trie stores it.
+#[derive(Debug, Clone)]
+pub struct LocalSub {
+    pub options: SubscriptionOptions,
+    pub id: Option<SubscriptionId>,
+    /// The subscriber's client id, for No Local.
+    pub client_id: Arc<str>,
+}
+
+/// The sessions whose home is this shard.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_key: HashMap<SessionKey, Rc<RefCell<Session>>>,
+    by_client: HashMap<Arc<str>, SessionKey>,
+    next: u64,
+}
+
+impl Sessions {
+    pub fn get(&self, key: SessionKey) -> Option<&Rc<RefCell<Session>>> {
+        self.by_key.get(&key)
+    }
+
+    pub fn find(&self, client_id: &str) -> Option<(SessionKey, Rc<RefCell<Session>>)> {
+        let key = *self.by_client.get(client_id)?;
+        Some((key, self.by_key.get(&key)?.clone()))
+    }
+
+    pub fn insert(&mut self, session: Session) -> (SessionKey, Rc<RefCell<Session>>) {
+        let key = SessionKey(self.next);
+        self.next += 1;
+        self.by_client.insert(session.client_id.clone(), key);
+        let s = Rc::new(RefCell::new(session));
+        self.by_key.insert(key, s.clone());
+        (key, s)
+    }
+
+    fn remove(&mut self, key: SessionKey) -> Option<Rc<RefCell<Session>>> {
+        let s = self.by_key.remove(&key)?;
+        let id = s.borrow().client_id.clone();
+        if self.by_client.get(&id) == Some(&key) {
+            self.by_client.remove(&id);
+        }
+        Some(s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// Per-session accumulator while fanning one message out: a session with several matching
+/// subscriptions gets one copy at the highest granted QoS with every subscription id.
+#[derive(Debug)]
+struct Fanout {
+    qos: QoS,
+    retain: bool,
+    ids: Vec<SubscriptionId>,
+}
+
+/// A shard's state. Shard-local: held in an `Rc`, mutated through `RefCell`s whose
+/// borrows never live across an `.await`.
+pub struct Shard {
+    pub id: ShardId,
+    pub count: usize,
+    pub config: Arc<Config>,
+    pub session_limits: SessionLimits,
+    pub sessions: RefCell<Sessions>,
+    subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
+    /// Local subscriptions per matching filter; interest is announced on 0 -> 1.
+    filter_refs: RefCell<HashMap<Box<str>, u32>>,
+    /// Announcements still waiting for every shard's answer, so that a second subscriber
+    /// to the same filter also waits before its SUBACK.
+    interest_pending: RefCell<HashMap<Box<str>, Rc<mesh::Completion>>>,
+    interest: RefCell<SubscriptionTrie<ShardId, ()>>,
+    retained: RefCell<RetainedIndex<Rc<Message>>>,
+    fanout: RefCell<HashMap<SessionKey, Fanout>>,
+    data: Senders<DataMsg>,
+    ctrl: Senders<CtrlMsg>,
+    replies: Replies,
+    pub shutdown: Shutdown,
+    pub connections: Gate,
+}
+
+/// Starts every shard and blocks until they stop (after `shutdown` triggers).
+pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+    runtime::check_io_uring()?;
+    let _lock = runtime::lock_data_dir(&config.storage.data_dir)?;
+    for l in &config.listeners {
+        runtime::check_port_free(l.bind)?;
+    }
+    let (shards, placement) = runtime::placement(&config.runtime)?;
+    let config = Arc::new(config);
+    let capacity = config.limits.mesh_capacity;
+    let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
+    let ctrl: MeshBuilder<CtrlMsg, Full> = MeshBuilder::full(shards, capacity);
+    let rt = &config.runtime;
+    tracing::info!(shards, listeners = %config.listener_summary(), "starting");
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("ringmq-shard")
+        .io_memory(rt.io_memory_bytes)
+        .ring_depth(rt.ring_depth)
+        .spin_before_park(rt.spin_before_park())
+        .preempt_timer(rt.preempt_timer())
+        .on_all_shards(move || {
+            let (config, data, ctrl, shutdown) =
+                (config.clone(), data.clone(), ctrl.clone(), shutdown.clone());
+            async move { shard_main(config, shards, data, ctrl, shutdown).await }
+        })
+        .map_err(|e| StartError::Executors(e.to_string()))?;
+    let errors: Vec<String> = handles
+        .join_all()
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect();
+    if errors.is_empty() {
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        Err(StartError::Executors(errors.join("; ")))
+    }
+}
+
+async fn shard_main(
+    config: Arc<Config>,
+    count: usize,
+    data: MeshBuilder<DataMsg, Full>,
+    ctrl: MeshBuilder<CtrlMsg, Full>,
+    shutdown: Shutdown,
+) -> Result<(), String> {
+    let join_timeout = Duration::from_secs(10);
+    let (data_tx, data_rx) = with_timeout(data.join(), join_timeout)
+        .await
+        .ok_or("shards did not all start (data mesh)")?
+        .map_err(|_| "data mesh join failed")?;
+    let (ctrl_tx, ctrl_rx) = with_timeout(ctrl.join(), join_timeout)
+        .await
+        .ok_or("shards did not all start (control mesh)")?
+        .map_err(|_| "control mesh join failed")?;
+    let id = ShardId(u16::try_from(data_tx.peer_id()).map_err(|e| e.to_string())?);
+    let limits = &config.limits;
+    let shard = Rc::new(Shard {
+        id,
+        count,
+        session_limits: SessionLimits {
+            queued_messages_max: limits.queued_messages_max as usize,
+            queued_bytes_max: usize::try_from(limits.queued_bytes_max).unwrap_or(usize::MAX),
+            inflight_count_max: limits.inflight_count_max,
+        },
+        config: config.clone(),
+        sessions: RefCell::default(),
+        subs: RefCell::default(),
+        filter_refs: RefCell::default(),
+        interest_pending: RefCell::default(),
+        interest: RefCell::default(),
+        retained: RefCell::default(),
+        fanout: RefCell::default(),
+        data: data_tx,
+        ctrl: ctrl_tx,
+        replies: Replies::default(),
+        shutdown: shutdown.clone(),
+        connections: Gate::new(),
+    });
+    spawn_receivers(&shard, data_rx, ctrl_rx);
+    for listener in &config.listeners {
+        let socket = runtime::bind_listener(listener.bind, listener.backlog)
+            .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
+        // SAFETY: the fd comes from a socket we just bound and listened on, and
+        // `into_raw_fd` gives its ownership to the glommio listener.
+        let l = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+        glommio::spawn_local(accept_loop(
+            shard.clone(),
+            l,
+            listener.max_connections as usize,
+        ))
+        .detach();
+    }
+    glommio::spawn_local(expire_sessions(shard.clone())).detach();
+    tracing::debug!(shard = %id, "serving");
+    shutdown.wait().await;
+    // Ask every connection to end (v5 clients get DISCONNECT 0x8B); wills are published by
+    // the connection tasks as they close.
+    for s in shard.sessions.borrow().by_key.values() {
+        if let Some(out) = s.borrow().outbox() {
+            out.close(ReasonCode::ServerShuttingDown);
+        }
+    }
+    if with_timeout(shard.connections.close(), Duration::from_secs(5))
+        .await
+        .is_none()
+    {
+        tracing::warn!(shard = %id, "connections still open after 5 s; closing anyway");
+    }
+    Ok(())
+}
+
+/// `fut`'s output, or `None` if `limit` passes first.
+pub async fn with_timeout<T>(
+    fut: impl std::future::Future<Output = T>,
+    limit: Duration,
+) -> Option<T> {
+    future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize) {
+    let shutdown = shard.shutdown.clone();
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let per_shard = shard.config.limits.connections_per_shard_max as usize;
+                if live.get() >= max_connections || live.get() >= per_shard {
+                    tracing::warn!(shard = %shard.id, "connection limit reached; refusing a connection");
+                    drop(stream);
+                    continue;
+                }
+                live.set(live.get() + 1);
+                let (s, l) = (shard.clone(), live.clone());
+                let task = shard.connections.spawn(async move {
+                    crate::connection::accept(s, stream).await;
+                    l.set(l.get() - 1);
+                });
+                match task {
+                    Ok(t) => {
+                        t.detach();
+                    }
+                    Err(_) => break,
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = %shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Removes disconnected sessions whose expiry interval has passed, once a second.
+async fn expire_sessions(shard: Rc<Shard>) {
+    while !shard.shutdown.is_triggered() {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        let expired: Vec<SessionKey> = shard
+            .sessions
+            .borrow()
+            .by_key
+            .iter()
+            .filter(|(_, s)| s.borrow().is_expired(now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            tracing::debug!(shard = %shard.id, "session expired");
+            shard.remove_session(key).await;
+        }
+    }
+}
+
+fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Receivers<CtrlMsg>) {
+    for (_, rx) in data.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(DataMsg::Publish(m)) = rx.recv().await {
+                shard.deliver_local(&Rc::new(m));
+            }
+        })
+        .detach();
+    }
+    for (_, rx) in ctrl.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                shard.on_control(msg).await;
+            }
+        })
+        .detach();
+    }
+}
+
+impl Shard {
+    /// The home shard of a client id.
+    pub fn home_of(&self, client_id: &str) -> ShardId {
+        ShardId((stable_hash(client_id.as_bytes()) % self.count as u64) as u16)
+    }
+
+    /// The shard that stores the retained message of `topic`.
+    fn owner_of(&self, topic: &str) -> ShardId {
+        ShardId((stable_hash(topic.as_bytes()) % self.count as u64) as u16)
+    }
+
+    fn others(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.count).filter(move |i| *i != self.id.index())
+    }
+
+    async fn on_control(self: &Rc<Self>, msg: CtrlMsg) {
+        match msg {
+            CtrlMsg::Handoff(h) => {
+                // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`; the
+                // glommio stream takes that ownership.
+                let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+                let shard = self.clone();
+                if let Ok(t) = self.connections.spawn(async move {
+                    crate::connection::adopt(shard, stream, h.connect, h.buffered, h.peer).await;
+                }) {
+                    t.detach();
+                }
+            }
+            CtrlMsg::InterestAdd { filter, from, req } => {
+                self.interest.borrow_mut().insert(&filter, from, ());
+                let _ = self.ctrl.send_to(from.index(), CtrlMsg::Done { req }).await;
+            }
+            CtrlMsg::InterestRemove { filter, from } => {
+                self.interest.borrow_mut().remove(&filter, &from);
+            }
+            CtrlMsg::RetainSet(m) => self.store_retained(m),
+            CtrlMsg::RetainQuery { filter, from, req } => {
+                let mut messages = Vec::new();
+                self.retained
+                    .borrow()
+                    .for_each_matching(&filter, |_, m| messages.push(Message::clone(m)));
+                let _ = self
+                    .ctrl
+                    .send_to(from.index(), CtrlMsg::RetainFound { req, messages })
+                    .await;
+            }
+            CtrlMsg::RetainFound { req, messages } => self.replies.answer(req, messages),
+            CtrlMsg::Done { req } => self.replies.answer(req, Vec::new()),
+        }
+    }
+
+    /// Routes a message: retained store if RETAIN, local subscribers, and one copy to
+    /// each other shard with matching subscribers.
+    pub async fn publish(self: &Rc<Self>, message: Message) {
+        if message.retain {
+            let owner = self.owner_of(message.topic.as_str());
+            let kept = message.detached();
+            if owner == self.id {
+                self.store_retained(kept);
+            } else {
+                let _ = self
+                    .ctrl
+                    .send_to(owner.index(), CtrlMsg::RetainSet(kept))
+                    .await;
+            }
+        }
+        let mut targets = ShardSet::default();
+        self.interest
+            .borrow()
+            .for_each_match(message.topic.as_str(), |_, s, ()| targets.insert(*s));
+        for s in targets.iter().filter(|s| *s != self.id) {
+            let _ = self
+                .data
+                .send_to(s.index(), DataMsg::Publish(message.clone()))
+                .await;
+        }
+        if targets.contains(self.id) {
+            self.deliver_local(&Rc::new(message));
+        }
+    }
+
+    /// Empty payload clears the topic's retained message [MQTT-3.3.1-10/11].
+    fn store_retained(&self, message: Message) {
+        let mut retained = self.retained.borrow_mut();
+        if message.payload.is_empty() {
+            retained.remove(message.topic.as_str());
+        } else {
+            let topic = message.topic.clone();
+            retained.insert(topic.as_str(), Rc::new(message));
+        }
+    }
+
+    /// Delivers to this shard's subscribers, one copy per session.
+    pub fn deliver_local(&self, message: &Rc<Message>) {
+        let mut fanout = self.fanout.borrow_mut();
+        fanout.clear();
+        self.subs
+            .borrow()
+            .for_each_match(message.topic.as_str(), |_, key, sub| {
+                if sub.options.no_local && *sub.client_id == *message.origin {
+                    return;
+                }
+                let qos = message.qos.min(sub.options.qos);
+                let f = fanout.entry(*key).or_insert(Fanout {
+                    qos,
+                    retain: false,
+                    ids: Vec::new(),
+                });
+                f.qos = f.qos.max(qos);
+                // RETAIN is cleared on normal delivery unless Retain As Published
+                // [MQTT-3.3.1-9].
+                f.retain |= sub.options.retain_as_published && message.retain;
+                f.ids.extend(sub.id);
+            });
+        let sessions = self.sessions.borrow();
+        for (key, f) in fanout.drain() {
+            if let Some(s) = sessions.get(key) {
+                s.borrow_mut().deliver(Delivery {
+                    message: message.clone(),
+                    qos: f.qos,
+                    retain: f.retain,
+                    subscription_ids: f.ids,
+                });
+            }
+        }
+    }
+
+    /// Adds a subscription; returns true if it is new (not a replacement). Returns once
+    /// every shard knows this shard has subscribers for the filter, so a message published
+    /// anywhere after the SUBACK reaches it.
+    pub async fn subscribe(&self, key: SessionKey, filter: &TopicFilter, sub: LocalSub) -> bool {
+        let mf = filter.matching_filter();
+        if self.subs.borrow_mut().insert(mf, key, sub).is_some() {
+            return false;
+        }
+        let first = {
+            let mut refs = self.filter_refs.borrow_mut();
+            let n = refs.entry(mf.into()).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.interest.borrow_mut().insert(mf, self.id, ());
+            let (req, done) = self.replies.register(self.count - 1);
+            self.interest_pending
+                .borrow_mut()
+                .insert(mf.into(), done.clone());
+            for s in self.others() {
+                let msg = CtrlMsg::InterestAdd {
+                    filter: mf.into(),
+                    from: self.id,
+                    req,
+                };
+                if self.ctrl.send_to(s, msg).await.is_err() {
+                    self.replies.answer(req, Vec::new());
+                }
+            }
+            done.wait().await;
+            let mut pending = self.interest_pending.borrow_mut();
+            if pending.get(mf).is_some_and(|c| Rc::ptr_eq(c, &done)) {
+                pending.remove(mf);
+            }
+        } else {
+            let pending = self.interest_pending.borrow().get(mf).cloned();
+            if let Some(done) = pending {
+                done.wait().await;
+            }
+        }
+        true
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub async fn unsubscribe(&self, key: SessionKey, filter: &TopicFilter) -> bool {
+        let mf = filter.matching_filter();
+        if self.subs.borrow_mut().remove(mf, &key).is_none() {
+            return false;
+        }
+        let last = {
+            let mut refs = self.filter_refs.borrow_mut();
+            match refs.get_mut(mf) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    refs.remove(mf);
+                    true
+                }
+            }
+        };
+        if last {
+            self.interest.borrow_mut().remove(mf, &self.id);
+            for s in self.others() {
+                let msg = CtrlMsg::InterestRemove {
+                    filter: mf.into(),
+                    from: self.id,
+                };
+                let _ = self.ctrl.send_to(s, msg).await;
+            }
+        }
+        true
+    }
+
+    /// Retained messages matching a new subscription's filter, from every shard that may
+    /// hold one (only the owner for a filter without wildcards).
+    pub async fn retained_matching(&self, filter: &TopicFilter) -> Vec<Rc<Message>> {
+        let mf = filter.matching_filter();
+        let mut found = Vec::new();
+        let targets: Vec<usize> = if filter.has_wildcards() {
+            self.retained
+                .borrow()
+                .for_each_matching(mf, |_, m| found.push(m.clone()));
+            self.others().collect()
+        } else {
+            let owner = self.owner_of(mf);
+            if owner == self.id {
+                found.extend(self.retained.borrow().get(mf).cloned());
+                Vec::new()
+            } else {
+                vec![owner.index()]
+            }
+        };
+        if targets.is_empty() {
+            return found;
+        }
+        let (req, done) = self.replies.register(targets.len());
+        for s in targets {
+            let msg = CtrlMsg::RetainQuery {
+                filter: mf.into(),
+                from: self.id,
+                req,
+            };
+            if self.ctrl.send_to(s, msg).await.is_err() {
+                self.replies.answer(req, Vec::new());
+            }
+        }
+        found.extend(done.wait().await.into_iter().map(Rc::new));
+        found
+    }
+
+    /// Ends a session: its subscriptions go, the session state is dropped.
+    pub async fn remove_session(&self, key: SessionKey) {
+        let Some(session) = self.sessions.borrow_mut().remove(key) else {
+            return;
+        };
+        let filters: Vec<TopicFilter> = session.borrow().subscriptions.keys().cloned().collect();
+        for f in filters {
+            self.unsubscribe(key, &f).await;
+        }
+    }
+
+    /// Forwards a connection to its home shard.
+    pub async fn hand_off(&self, home: ShardId, handoff: mesh::Handoff) -> Result<(), ()> {
+        self.ctrl
+            .send_to(home.index(), CtrlMsg::Handoff(handoff))
+            .await
+            .map_err(|_| ())
+    }
+}
+
+/// Takes ownership of a duplicated socket descriptor.
+pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: dup returns a new descriptor (or -1) and reads no memory.
+    let new = unsafe { libc::dup(fd) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
