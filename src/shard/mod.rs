@@ -138,11 +138,13 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         .ring_depth(rt.ring_depth)
         .spin_before_park(rt.spin_before_park())
         .preempt_timer(rt.preempt_timer())
-        .on_all_shards(move || {
-            let (config, data, ctrl, shutdown) =
-                (config.clone(), data.clone(), ctrl.clone(), shutdown.clone());
-            async move { shard_main(config, shards, data, ctrl, shutdown).await }
-        })
+        // glommio clones this closure on the calling thread, before a latch lets any
+        // executor start; the closure must not clone the mesh builders itself: they hold
+        // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
+        // joins that never finish when several brokers start together).
+        .on_all_shards(
+            move || async move { shard_main(config, shards, data, ctrl, shutdown).await },
+        )
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
         .join_all()
@@ -169,6 +171,8 @@ async fn shard_main(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let join_timeout = Duration::from_secs(10);
+    let joining = Rc::new(std::cell::Cell::new(true));
+    glommio::spawn_local(tick_while(joining.clone())).detach();
     let (data_tx, data_rx) = with_timeout(data.join(), join_timeout)
         .await
         .ok_or("shards did not all start (data mesh)")?
@@ -177,6 +181,7 @@ async fn shard_main(
         .await
         .ok_or("shards did not all start (control mesh)")?
         .map_err(|_| "control mesh join failed")?;
+    joining.set(false);
     let id = ShardId(u16::try_from(data_tx.peer_id()).map_err(|e| e.to_string())?);
     let limits = &config.limits;
     let shard = Rc::new(Shard {
@@ -232,6 +237,16 @@ async fn shard_main(
         tracing::warn!(shard = %id, "connections still open after 5 s; closing anyway");
     }
     Ok(())
+}
+
+/// Wakes this executor every millisecond while `on` holds. glommio 0.9 can miss the
+/// cross-thread wake-up of a parked executor while the meshes are being joined (several
+/// brokers starting at once on a busy machine hung there); a timer makes the reactor look
+/// at its channels again.
+async fn tick_while(on: Rc<std::cell::Cell<bool>>) {
+    while on.get() {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// `fut`'s output, or `None` if `limit` passes first.
