@@ -65,14 +65,29 @@ impl Fixture {
     fn new(subscriptions: usize) -> Self {
         let started = Instant::now();
         let tenants = subscriptions / SUBSCRIPTIONS_PER_TENANT;
+        let mut filters = Vec::with_capacity(subscriptions);
+        for tenant in 0..tenants {
+            for device in 0..EXACT_PER_TENANT {
+                filters.push(format!("tenant/{tenant}/device/{device}/sensor"));
+            }
+            for _ in 0..PLUS_PER_TENANT {
+                filters.push(format!("tenant/{tenant}/device/+/sensor"));
+            }
+            filters.push(format!("tenant/{tenant}/#"));
+        }
+
+        let before = resident_kib();
         let mut local = SubscriptionTrie::new();
+        for (session, filter) in (0u32..).zip(&filters) {
+            local.insert(filter, session, 1);
+        }
+        let local_kib = resident_kib().saturating_sub(before);
+
+        let before = resident_kib();
         let mut interest: SubscriptionTrie<u16, u32> = SubscriptionTrie::new();
         let mut rng = Rng(0x5eed);
-        let mut session = 0u32;
-        let mut subscribe = |filter: &str, rng: &mut Rng| {
-            local.insert(filter, session, 1);
-            session += 1;
-            // The session's home shard: where the interest table counts it.
+        for filter in &filters {
+            // The subscribing session's home shard: where the interest table counts it.
             let shard = rng.below(usize::from(SHARDS)) as u16;
             match interest.get_mut(filter, &shard) {
                 Some(count) => *count += 1,
@@ -80,16 +95,9 @@ impl Fixture {
                     interest.insert(filter, shard, 1);
                 }
             }
-        };
-        for tenant in 0..tenants {
-            for device in 0..EXACT_PER_TENANT {
-                subscribe(&format!("tenant/{tenant}/device/{device}/sensor"), &mut rng);
-            }
-            for _ in 0..PLUS_PER_TENANT {
-                subscribe(&format!("tenant/{tenant}/device/+/sensor"), &mut rng);
-            }
-            subscribe(&format!("tenant/{tenant}/#"), &mut rng);
         }
+        let interest_kib = resident_kib().saturating_sub(before);
+
         let topics = (0..TOPICS)
             .map(|_| {
                 let tenant = rng.below(tenants);
@@ -98,13 +106,16 @@ impl Fixture {
             })
             .collect();
         eprintln!(
-            "{subscriptions} subscriptions: {} entries in {} filters, {} trie nodes; \
-             interest table {} entries in {} filters; built in {:.2?}",
+            "{subscriptions} subscriptions: local trie {} entries in {} filters, {} nodes, \
+             ~{} B/subscription resident; interest table {} entries in {} filters, \
+             ~{} B/subscription resident; built in {:.2?}",
             local.len(),
             local.filters_len(),
             local.node_count(),
+            local_kib * 1024 / subscriptions,
             interest.len(),
             interest.filters_len(),
+            interest_kib * 1024 / subscriptions,
             started.elapsed(),
         );
         Fixture {
@@ -120,6 +131,18 @@ impl Fixture {
         *at = (start + BATCH) % TOPICS;
         &self.topics[start..start + BATCH]
     }
+}
+
+/// This process's resident memory in KiB (`VmRSS`), 0 where `/proc` cannot say. Differences
+/// of it are approximate: the allocator keeps freed memory.
+fn resident_kib() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn topic_match(c: &mut Criterion) {

@@ -25,6 +25,25 @@ use ringmq::router::{RetainedIndex, SubscriptionTrie};
 /// Levels of topic names (and the literal levels of filters).
 const LEVELS: [&str; 6] = ["a", "b", "c", "", "$SYS", "$"];
 
+/// A wider alphabet for shallower topics: more literal children per node than the trie keeps
+/// in a vector (8), so that a node's children switch to a map and back, and a level longer
+/// than the 22 bytes kept inline.
+const WIDE_LEVELS: [&str; 13] = [
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "f",
+    "g",
+    "h",
+    "i",
+    "",
+    "$SYS",
+    "$",
+    "a-level-longer-than-22-bytes",
+];
+
 /// Keys per filter: few, so that entries of one filter collide and replace each other.
 const KEYS: u8 = 4;
 
@@ -47,7 +66,19 @@ fn config(cases: u32) -> ProptestConfig {
 
 /// A valid topic name of 1 to 5 levels.
 fn topic() -> impl Strategy<Value = String> {
-    vec(select(&LEVELS[..]), 1..=5)
+    topic_over(&LEVELS, 5)
+}
+
+/// A valid topic name of 1 to 3 levels from [`WIDE_LEVELS`].
+fn wide_topic() -> impl Strategy<Value = String> {
+    topic_over(&WIDE_LEVELS, 3)
+}
+
+fn topic_over(
+    alphabet: &'static [&'static str],
+    levels_max: usize,
+) -> impl Strategy<Value = String> {
+    vec(select(alphabet), 1..=levels_max)
         .prop_map(|levels| levels.join("/"))
         .prop_filter("topic names are not empty", |topic| {
             TopicName::try_from(topic.as_str()).is_ok()
@@ -56,8 +87,21 @@ fn topic() -> impl Strategy<Value = String> {
 
 /// A valid, non-shared topic filter of 1 to 5 levels: literals, `+`, and maybe a final `#`.
 fn filter() -> impl Strategy<Value = String> {
-    let level = prop_oneof![3 => select(&LEVELS[..]), 1 => Just("+")];
-    (vec(level, 0..=4), any::<bool>())
+    filter_over(&LEVELS, 4)
+}
+
+/// A valid, non-shared topic filter of 1 to 3 levels from [`WIDE_LEVELS`], `+` and `#`.
+fn wide_filter() -> impl Strategy<Value = String> {
+    filter_over(&WIDE_LEVELS, 2)
+}
+
+/// `levels_max` levels of literals and `+`, and maybe a final `#`.
+fn filter_over(
+    alphabet: &'static [&'static str],
+    levels_max: usize,
+) -> impl Strategy<Value = String> {
+    let level = prop_oneof![3 => select(alphabet), 1 => Just("+")];
+    (vec(level, 0..=levels_max), any::<bool>())
         .prop_map(|(mut levels, multi)| {
             if multi || levels.is_empty() {
                 levels.push("#");
@@ -90,6 +134,11 @@ fn op(filters: Vec<String>, keys: u8) -> impl Strategy<Value = Op> {
 /// A pool of filters, and operations over them (so that removes hit live entries often).
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     vec(filter(), 1..12).prop_flat_map(|filters| vec(op(filters, KEYS), 0..80))
+}
+
+/// As [`ops`], over filters from [`WIDE_LEVELS`], so that nodes have many children.
+fn wide_ops() -> impl Strategy<Value = Vec<Op>> {
+    vec(wide_filter(), 1..40).prop_flat_map(|filters| vec(op(filters, KEYS), 0..120))
 }
 
 /// As [`ops`], over a few filters with many keys each.
@@ -217,6 +266,58 @@ fn run_trie_ops(ops: Vec<Op>, topics: &[String]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Applies retained `ops` (`None`: remove) to an index and to a model, checking every
+/// answer after every step and `filters` at the end, then removes everything.
+fn run_retained_ops(
+    ops: Vec<(String, Option<u32>)>,
+    filters: &[String],
+) -> Result<(), TestCaseError> {
+    let mut index = RetainedIndex::new();
+    let mut model: HashMap<String, u32> = HashMap::new();
+    for (topic, value) in ops {
+        match value {
+            Some(value) => {
+                let old = index.insert(&topic, value);
+                prop_assert_eq!(old, model.insert(topic, value));
+            }
+            None => prop_assert_eq!(index.remove(&topic), model.remove(&topic)),
+        }
+        prop_assert_eq!(index.len(), model.len());
+        prop_assert_eq!(
+            index.node_count(),
+            retained_nodes_needed(model.keys().map(String::as_str))
+        );
+        for (topic, value) in &model {
+            prop_assert_eq!(index.get(topic), Some(value));
+        }
+        let mut dumped = Vec::new();
+        index.for_each(|topic, value| dumped.push((topic.to_owned(), *value)));
+        dumped.sort();
+        let mut expected: Vec<_> = model.iter().map(|(t, v)| (t.clone(), *v)).collect();
+        expected.sort();
+        prop_assert_eq!(dumped, expected);
+    }
+    for filter in filters {
+        let mut found = Vec::new();
+        index.for_each_matching(filter, |topic, _| found.push(topic.to_owned()));
+        found.sort();
+        let mut expected: Vec<_> = model
+            .keys()
+            .filter(|topic| filter_matches(filter, topic))
+            .cloned()
+            .collect();
+        expected.sort();
+        prop_assert_eq!(found, expected, "{}", filter);
+    }
+    let topics: Vec<String> = model.keys().cloned().collect();
+    for topic in topics {
+        prop_assert!(index.remove(&topic).is_some());
+    }
+    prop_assert!(index.is_empty());
+    prop_assert_eq!(index.node_count(), 0);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
@@ -241,6 +342,14 @@ proptest! {
     fn trie_insert_remove_sequences_agree_with_a_model(
         ops in ops(),
         topics in vec(topic(), 1..10),
+    ) {
+        run_trie_ops(ops, &topics)?;
+    }
+
+    #[test]
+    fn trie_nodes_with_many_children_agree_with_a_model(
+        ops in wide_ops(),
+        topics in vec(wide_topic(), 1..10),
     ) {
         run_trie_ops(ops, &topics)?;
     }
@@ -349,45 +458,14 @@ proptest! {
         ops in vec((topic(), prop::option::of(any::<u32>())), 0..80),
         filters in vec(filter(), 1..10),
     ) {
-        let mut index = RetainedIndex::new();
-        let mut model: HashMap<String, u32> = HashMap::new();
-        for (topic, value) in ops {
-            match value {
-                Some(value) => {
-                    let old = index.insert(&topic, value);
-                    prop_assert_eq!(old, model.insert(topic, value));
-                }
-                None => prop_assert_eq!(index.remove(&topic), model.remove(&topic)),
-            }
-            prop_assert_eq!(index.len(), model.len());
-            prop_assert_eq!(
-                index.node_count(),
-                retained_nodes_needed(model.keys().map(String::as_str))
-            );
-            for (topic, value) in &model {
-                prop_assert_eq!(index.get(topic), Some(value));
-            }
-            let mut dumped = Vec::new();
-            index.for_each(|topic, value| dumped.push((topic.to_owned(), *value)));
-            dumped.sort();
-            let mut expected: Vec<_> = model.iter().map(|(t, v)| (t.clone(), *v)).collect();
-            expected.sort();
-            prop_assert_eq!(dumped, expected);
-        }
-        for filter in &filters {
-            let mut found = Vec::new();
-            index.for_each_matching(filter, |topic, _| found.push(topic.to_owned()));
-            found.sort();
-            let mut expected: Vec<_> =
-                model.keys().filter(|topic| filter_matches(filter, topic)).cloned().collect();
-            expected.sort();
-            prop_assert_eq!(found, expected, "{}", filter);
-        }
-        let topics: Vec<String> = model.keys().cloned().collect();
-        for topic in topics {
-            prop_assert!(index.remove(&topic).is_some());
-        }
-        prop_assert!(index.is_empty());
-        prop_assert_eq!(index.node_count(), 0);
+        run_retained_ops(ops, &filters)?;
+    }
+
+    #[test]
+    fn retained_nodes_with_many_children_agree_with_a_model(
+        ops in vec((wide_topic(), prop::option::of(any::<u32>())), 0..150),
+        filters in vec(wide_filter(), 1..10),
+    ) {
+        run_retained_ops(ops, &filters)?;
     }
 }

@@ -7,9 +7,10 @@
 //! - [`retained`]: [`RetainedIndex`], topic name → retained message, matched against a
 //!   topic filter on SUBSCRIBE (the reverse query).
 //!
-//! Both live inside one shard and are used through `&mut self`: no locks, no atomics, no
-//! reference counting. Neither does any I/O; the handlers decide what to store, these
-//! structures only answer "who matches".
+//! Both live inside one shard as plain owned data: no locks, no atomics, no reference
+//! counting. Neither does any I/O; the handlers decide what to store, these structures only
+//! answer "who matches". This file holds what both build on: the key of a topic level, the
+//! set of a node's children, and the hasher of their maps.
 //!
 //! Both take filters and topics as plain `&str` already validated by
 //! [`TopicFilter`](crate::protocol::TopicFilter) and [`TopicName`](crate::protocol::TopicName).
@@ -30,6 +31,7 @@ use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::mem;
 use std::sync::OnceLock;
 
 pub use retained::RetainedIndex;
@@ -116,6 +118,172 @@ fn split_level(s: &str) -> (&str, Option<&str>) {
     match s.split_once('/') {
         Some((level, rest)) => (level, Some(rest)),
         None => (s, None),
+    }
+}
+
+/// A node's literal children, keyed by level: a short vector searched linearly while there
+/// are at most [`CHILDREN_VEC_MAX`], a hash map beyond.
+///
+/// Most nodes of a real trie have one child (`tenant/T` → `device`, `device/D` → `sensor`):
+/// for them a lookup reads one small allocation and hashes nothing, where a hash map would
+/// read its control bytes and then a bucket, often on two cache lines.
+enum Children<N> {
+    Few(Vec<(LevelKey, N)>),
+    Many(LevelMap<LevelKey, N>),
+}
+
+/// Children kept in a vector before switching to a map.
+const CHILDREN_VEC_MAX: usize = 8;
+
+/// A map of children becomes a vector again at this many; below [`CHILDREN_VEC_MAX`] so
+/// that a node hovering at the threshold does not convert back and forth.
+const CHILDREN_VEC_AGAIN: usize = 4;
+
+impl<N> Default for Children<N> {
+    fn default() -> Self {
+        Children::Few(Vec::new())
+    }
+}
+
+impl<N> Children<N> {
+    fn len(&self) -> usize {
+        match self {
+            Children::Few(children) => children.len(),
+            Children::Many(children) => children.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn get(&self, level: &str) -> Option<&N> {
+        let level = level.as_bytes();
+        match self {
+            Children::Few(children) => children
+                .iter()
+                .find(|(key, _)| key.as_bytes() == level)
+                .map(|(_, child)| child),
+            Children::Many(children) => children.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut N> {
+        let level = level.as_bytes();
+        match self {
+            Children::Few(children) => children
+                .iter_mut()
+                .find(|(key, _)| key.as_bytes() == level)
+                .map(|(_, child)| child),
+            Children::Many(children) => children.get_mut(level),
+        }
+    }
+
+    /// The child for `level`, created with `N::default()` if missing.
+    fn get_or_insert_default(&mut self, level: &str) -> &mut N
+    where
+        N: Default,
+    {
+        if let Children::Few(children) = self {
+            if children.len() >= CHILDREN_VEC_MAX
+                && !children
+                    .iter()
+                    .any(|(key, _)| key.as_bytes() == level.as_bytes())
+            {
+                *self = Children::Many(mem::take(children).into_iter().collect());
+            }
+        }
+        match self {
+            Children::Few(children) => {
+                let at = match children
+                    .iter()
+                    .position(|(key, _)| key.as_bytes() == level.as_bytes())
+                {
+                    Some(at) => at,
+                    None => {
+                        // Grow by one: most nodes keep one child, and doubling would leave
+                        // room for three more `(LevelKey, N)` pairs in every one of them.
+                        children.reserve_exact(1);
+                        children.push((LevelKey::new(level), N::default()));
+                        children.len() - 1
+                    }
+                };
+                &mut children[at].1
+            }
+            // Builds the key even when the child exists (std's map has no stable way to look
+            // up by `&[u8]` and insert without a second lookup); that allocates only for
+            // levels too long to inline, and inserting is not the hot path.
+            Children::Many(children) => children.entry(LevelKey::new(level)).or_default(),
+        }
+    }
+
+    /// Removes the child for `level`, and gives memory back (see [`shrink_after_remove`]).
+    fn remove(&mut self, level: &str) -> Option<N> {
+        let level = level.as_bytes();
+        match self {
+            Children::Few(children) => {
+                let at = children
+                    .iter()
+                    .position(|(key, _)| key.as_bytes() == level)?;
+                let (_, child) = children.swap_remove(at);
+                if children.is_empty() {
+                    *children = Vec::new();
+                }
+                Some(child)
+            }
+            Children::Many(children) => {
+                let child = children.remove(level)?;
+                if children.len() <= CHILDREN_VEC_AGAIN {
+                    *self = Children::Few(children.drain().collect());
+                } else {
+                    shrink_after_remove(children);
+                }
+                Some(child)
+            }
+        }
+    }
+
+    /// `(level, child)` pairs in no particular order.
+    fn iter(&self) -> ChildrenIter<'_, N> {
+        match self {
+            Children::Few(children) => ChildrenIter::Few(children.iter()),
+            Children::Many(children) => ChildrenIter::Many(children.iter()),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &N> {
+        self.iter().map(|(_, child)| child)
+    }
+
+    /// Moves every child into `out`, leaving `self` empty and unallocated.
+    fn take_all(&mut self, out: &mut Vec<N>) {
+        match mem::take(self) {
+            Children::Few(children) => out.extend(children.into_iter().map(|(_, child)| child)),
+            Children::Many(children) => out.extend(children.into_values()),
+        }
+    }
+}
+
+/// See [`Children::iter`].
+enum ChildrenIter<'a, N> {
+    Few(std::slice::Iter<'a, (LevelKey, N)>),
+    Many(std::collections::hash_map::Iter<'a, LevelKey, N>),
+}
+
+impl<'a, N> Iterator for ChildrenIter<'a, N> {
+    /// The level's bytes and the child.
+    type Item = (&'a [u8], &'a N);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ChildrenIter::Few(children) => {
+                children.next().map(|(key, child)| (key.as_bytes(), child))
+            }
+            ChildrenIter::Many(children) => {
+                children.next().map(|(key, child)| (key.as_bytes(), child))
+            }
+        }
     }
 }
 
@@ -270,6 +438,11 @@ mod tests {
     }
 
     #[test]
+    fn level_key_is_no_larger_than_a_boxed_slice_and_tag() {
+        assert!(mem::size_of::<LevelKey>() <= 24);
+    }
+
+    #[test]
     fn level_key_inline_and_heap_agree_with_the_bytes() {
         for level in [
             "",
@@ -289,6 +462,37 @@ mod tests {
             let map: LevelMap<LevelKey, ()> = [(key, ())].into_iter().collect();
             assert!(map.contains_key(level.as_bytes()));
         }
+    }
+
+    #[test]
+    fn children_switch_between_vector_and_map() {
+        let mut children: Children<u32> = Children::default();
+        let levels: Vec<String> = (0..20).map(|i| format!("level{i}")).collect();
+        for (i, level) in levels.iter().enumerate() {
+            *children.get_or_insert_default(level) = i as u32;
+            assert_eq!(
+                matches!(children, Children::Many(_)),
+                i + 1 > CHILDREN_VEC_MAX,
+                "{i}"
+            );
+        }
+        assert_eq!(*children.get_or_insert_default("level3"), 3);
+        assert_eq!(children.len(), 20);
+        for (i, level) in levels.iter().enumerate() {
+            assert_eq!(children.get(level), Some(&(i as u32)));
+        }
+        assert_eq!(children.get("level20"), None);
+        for (i, level) in levels.iter().enumerate().skip(2) {
+            assert_eq!(children.remove(level), Some(i as u32));
+        }
+        assert!(matches!(children, Children::Few(_)));
+        let mut seen: Vec<(&[u8], &u32)> = children.iter().collect();
+        seen.sort();
+        assert_eq!(seen, [(&b"level0"[..], &0), (&b"level1"[..], &1)]);
+        let mut out = Vec::new();
+        children.take_all(&mut out);
+        assert!(children.is_empty());
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! Topic name → retained message, matched against a topic filter: which retained messages a
 //! new subscription receives (section 3.3.1.3).
 
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::mem;
 
-use super::{shrink_after_remove, split_level, LevelKey, LevelMap};
+use super::{split_level, Children};
 
 /// One retained value per topic name, answering "which stored topics does this filter
 /// match?" (the reverse of [`SubscriptionTrie`](super::SubscriptionTrie)'s query).
 ///
-/// A node per topic level, children in a hash map keyed by the level's text; a node whose
-/// path is a stored topic holds that topic's text and value.
+/// A node per topic level, children keyed by the level's bytes (a short vector while there
+/// are few, a hash map beyond); a node whose path is a stored topic holds that topic's text
+/// and value.
 ///
 /// # Invariants
 /// - Every node other than the root holds a value or has a descendant that does: removing
@@ -22,7 +22,7 @@ use super::{shrink_after_remove, split_level, LevelKey, LevelMap};
 ///
 /// # Complexity
 /// With `L` the levels of the topic or filter: [`insert`](Self::insert),
-/// [`get`](Self::get) and [`remove`](Self::remove) are O(L) map lookups (`remove` walks
+/// [`get`](Self::get) and [`remove`](Self::remove) are O(L) child lookups (`remove` walks
 /// twice when it prunes). [`for_each_matching`](Self::for_each_matching) is O(visited nodes):
 /// a literal level costs one lookup, `+` visits every child, `#` the whole subtree. It
 /// allocates its work list, which is fine for SUBSCRIBE (the control plane), not for PUBLISH.
@@ -32,7 +32,7 @@ pub struct RetainedIndex<V> {
 }
 
 struct Node<V> {
-    children: LevelMap<LevelKey, Node<V>>,
+    children: Children<Node<V>>,
     /// Boxed: most nodes are intermediate levels and should not pay for a `V`.
     retained: Option<Box<Retained<V>>>,
 }
@@ -74,13 +74,7 @@ impl<V> RetainedIndex<V> {
         let mut rest = Some(topic);
         while let Some(levels) = rest {
             let (level, tail) = split_level(levels);
-            // Builds the key even when the child exists (std's map has no stable way to look
-            // up by `&[u8]` and insert without a second lookup); that allocates only for
-            // levels too long to inline.
-            node = match node.children.entry(LevelKey::new(level)) {
-                Entry::Occupied(child) => child.into_mut(),
-                Entry::Vacant(child) => child.insert(Node::default()),
-            };
+            node = node.children.get_or_insert_default(level);
             rest = tail;
         }
         match &mut node.retained {
@@ -110,7 +104,7 @@ impl<V> RetainedIndex<V> {
             if node.retained.is_some() || node.children.len() > 1 {
                 keep_depth = depth;
             }
-            node = node.children.get_mut(level.as_bytes())?;
+            node = node.children.get_mut(level)?;
             depth += 1;
             rest = tail;
         }
@@ -131,7 +125,7 @@ impl<V> RetainedIndex<V> {
         let mut rest = Some(topic);
         while let Some(levels) = rest {
             let (level, tail) = split_level(levels);
-            node = node.children.get(level.as_bytes())?;
+            node = node.children.get(level)?;
             rest = tail;
         }
         node.retained.as_deref().map(|retained| &retained.value)
@@ -152,7 +146,7 @@ impl<V> RetainedIndex<V> {
             self.root
                 .children
                 .iter()
-                .filter(|(level, _)| !level.as_bytes().starts_with(b"$"))
+                .filter(|(level, _)| !level.starts_with(b"$"))
                 .map(|(_, child)| child)
         };
         match level {
@@ -161,7 +155,7 @@ impl<V> RetainedIndex<V> {
             literal => pending.extend(
                 self.root
                     .children
-                    .get(literal.as_bytes())
+                    .get(literal)
                     .map(|child| Visit::Filter(child, tail)),
             ),
         }
@@ -185,7 +179,7 @@ impl<V> RetainedIndex<V> {
                         ),
                         literal => pending.extend(
                             node.children
-                                .get(literal.as_bytes())
+                                .get(literal)
                                 .map(|child| Visit::Filter(child, tail)),
                         ),
                     }
@@ -245,7 +239,7 @@ impl<V> Drop for RetainedIndex<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Node {
-            children: LevelMap::default(),
+            children: Children::default(),
             retained: None,
         }
     }
@@ -265,13 +259,11 @@ impl<V> Node<V> {
         let mut rest = Some(topic);
         for _ in 0..depth {
             let (level, tail) = split_level(rest?);
-            node = node.children.get_mut(level.as_bytes())?;
+            node = node.children.get_mut(level)?;
             rest = tail;
         }
         let (level, _) = split_level(rest?);
-        let cut = node.children.remove(level.as_bytes());
-        shrink_after_remove(&mut node.children);
-        cut?.drop_iteratively();
+        node.children.remove(level)?.drop_iteratively();
         Some(())
     }
 
@@ -279,7 +271,7 @@ impl<V> Node<V> {
     fn drop_iteratively(self) {
         let mut pending = vec![self];
         while let Some(mut node) = pending.pop() {
-            pending.extend(node.children.drain().map(|(_, child)| child));
+            node.children.take_all(&mut pending);
         }
     }
 }

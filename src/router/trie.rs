@@ -1,12 +1,11 @@
 //! Topic filter → entries keyed by `K`, matched against topic names: a shard's local
 //! subscriptions and its replicated interest table.
 
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::Hash;
 use std::mem;
 
-use super::{shrink_after_remove, split_level, LevelKey, LevelMap};
+use super::{shrink_after_remove, split_level, Children, LevelMap};
 
 /// A filter's entries live in a vector (linear search) up to this many, then in a map.
 const ENTRIES_VEC_MAX: usize = 16;
@@ -28,36 +27,38 @@ const MATCH_STACK_INLINE: usize = 16;
 /// options) and one for the replicated interest table (`K` a shard id, `V` how many
 /// subscribers that shard has for the filter).
 ///
-/// The trie has a node per filter level. A node's literal children are in a hash map keyed
-/// by the level's text; the `+` child has a slot of its own, and so do the entries of the
-/// filters that end at the node (`a/b` ends at `a → b`) and of the filter that ends with a
-/// `#` below it (`a/b/#` is kept at `a → b`, which is how `#` also matches the parent level).
+/// The trie has a node per filter level. A node's literal children are keyed by the level's
+/// bytes (a short vector while there are few, a hash map beyond); the `+` child has a slot
+/// of its own, and so do the entries of the filter that ends at the node (`a/b` ends at
+/// `a → b`) and of the filter that ends with a `#` below it (`a/b/#` is kept at `a → b`,
+/// which is how `#` also matches the parent level).
 ///
 /// # Invariants
 /// - Every node other than the root holds an entry, or has a descendant that does: removing
 ///   the last entry below a node removes the node. Memory is therefore proportional to the
 ///   live `(filter, key)` pairs and their filters' levels, whatever was removed before.
 /// - Every leaf (the entries of one filter) is non-empty and holds each key at most once.
-/// - A leaf stores its filter's text, as first inserted; `len` counts entries and `filters`
-///   counts leaves.
+/// - A leaf stores its filter's text (each filter has its own leaf: the levels and the slot
+///   determine it); `len` counts entries and `filters` counts leaves.
 /// - A `#` level is only ever the last level of a filter (a valid
 ///   [`TopicFilter`](crate::protocol::TopicFilter) guarantees it). An invalid filter never
 ///   panics: a `#` or `+` that is not a whole level, or a `#` that is not last, is treated as
 ///   a literal, which no topic name can contain, so such a filter matches nothing.
 ///
 /// # Complexity
-/// With `L` the number of levels of the filter or topic:
-/// - [`insert`](Self::insert), [`get`](Self::get): O(L) map lookups, plus a scan of at most
-///   [`ENTRIES_VEC_MAX`] entries or one more lookup. `insert` allocates each new level's
-///   text, the leaf for a new filter, and a node per level it creates.
-/// - [`remove`](Self::remove): O(L) lookups, twice when it prunes nodes.
-/// - [`for_each_match`](Self::for_each_match): one map lookup per visited node plus O(1)
+/// With `L` the number of levels of the filter or topic, and a child lookup being a scan of
+/// at most 8 inline keys or one hash lookup:
+/// - [`insert`](Self::insert), [`get`](Self::get): O(L) child lookups, plus a scan of at
+///   most [`ENTRIES_VEC_MAX`] entries or one more hash lookup. `insert` allocates the leaf
+///   of a new filter and the nodes it creates (and the text of levels over 22 bytes).
+/// - [`remove`](Self::remove): O(L) child lookups, twice when it prunes nodes.
+/// - [`for_each_match`](Self::for_each_match): one child lookup per visited node plus O(1)
 ///   per reported entry. The visited nodes are those whose filter prefix matches the topic's
 ///   prefix of the same length, so at most O(L) on a trie without `+` and O(2^L) in the
 ///   worst case of `+` at every level. No allocation unless more than
 ///   [`MATCH_STACK_INLINE`] branches are pending at once.
 ///
-/// Not `Send`-dependent and not synchronised: it belongs to one shard.
+/// Not synchronised: it belongs to one shard.
 pub struct SubscriptionTrie<K, V> {
     root: Node<K, V>,
     /// Entries, over all filters.
@@ -69,7 +70,7 @@ pub struct SubscriptionTrie<K, V> {
 /// One level of the trie.
 struct Node<K, V> {
     /// Literal next levels.
-    children: LevelMap<LevelKey, Node<K, V>>,
+    children: Children<Node<K, V>>,
     /// The `+` next level.
     plus: Option<Box<Node<K, V>>>,
     /// Filters ending at this node.
@@ -132,7 +133,8 @@ impl<K, V> SubscriptionTrie<K, V> {
     /// Calls `f(filter, key, value)` once for every entry whose filter matches `topic`
     /// (section 4.7): `+` matches exactly one level, possibly empty; `#` matches the parent
     /// level and any number of levels below it; a filter that starts with `+` or `#` does not
-    /// match a topic that starts with `$` [MQTT-4.7.2-1]. The order is unspecified.
+    /// match a topic that starts with `$` [MQTT-4.7.2-1]. `filter` is the text the entry was
+    /// inserted under. The order is unspecified.
     pub fn for_each_match<F>(&self, topic: &str, mut f: F)
     where
         F: FnMut(&str, &K, &V),
@@ -140,7 +142,7 @@ impl<K, V> SubscriptionTrie<K, V> {
         let root = &self.root;
         let mut pending = MatchStack::new(root);
         let (level, rest) = split_level(topic);
-        if let Some(child) = root.children.get(level.as_bytes()) {
+        if let Some(child) = root.children.get(level) {
             pending.push(child, rest);
         }
         if !topic.starts_with('$') {
@@ -164,7 +166,7 @@ impl<K, V> SubscriptionTrie<K, V> {
                     break;
                 };
                 let (level, tail) = split_level(levels);
-                node = match (node.children.get(level.as_bytes()), node.plus.as_deref()) {
+                node = match (node.children.get(level), node.plus.as_deref()) {
                     (Some(literal), Some(plus)) => {
                         pending.push(plus, tail);
                         literal
@@ -309,7 +311,7 @@ impl<K, V> Drop for SubscriptionTrie<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: LevelMap::default(),
+            children: Children::default(),
             plus: None,
             exact: None,
             multi: None,
@@ -343,14 +345,14 @@ impl<K, V> Node<K, V> {
     fn child(&self, level: &str) -> Option<&Node<K, V>> {
         match level {
             "+" => self.plus.as_deref(),
-            literal => self.children.get(literal.as_bytes()),
+            literal => self.children.get(literal),
         }
     }
 
     fn child_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
         match level {
             "+" => self.plus.as_deref_mut(),
-            literal => self.children.get_mut(literal.as_bytes()),
+            literal => self.children.get_mut(literal),
         }
     }
 
@@ -363,13 +365,7 @@ impl<K, V> Node<K, V> {
             node = match level {
                 "#" if tail.is_none() => return (node, Slot::Multi),
                 "+" => node.plus.get_or_insert_with(Box::default),
-                // Builds the key even when the child exists (std's map has no stable way to
-                // look up by `&[u8]` and insert without a second lookup); that allocates only
-                // for levels too long to inline, and SUBSCRIBE is not the hot path.
-                literal => match node.children.entry(LevelKey::new(literal)) {
-                    Entry::Occupied(child) => child.into_mut(),
-                    Entry::Vacant(child) => child.insert(Node::default()),
-                },
+                literal => node.children.get_or_insert_default(literal),
             };
             rest = tail;
         }
@@ -417,11 +413,7 @@ impl<K, V> Node<K, V> {
         let (level, _) = split_level(rest?);
         let cut = match level {
             "+" => node.plus.take().map(|plus| *plus),
-            literal => {
-                let cut = node.children.remove(literal.as_bytes());
-                shrink_after_remove(&mut node.children);
-                cut
-            }
+            literal => node.children.remove(literal),
         };
         cut?.drop_iteratively();
         Some(())
@@ -431,7 +423,7 @@ impl<K, V> Node<K, V> {
     fn drop_iteratively(self) {
         let mut pending = vec![self];
         while let Some(mut node) = pending.pop() {
-            pending.extend(node.children.drain().map(|(_, child)| child));
+            node.children.take_all(&mut pending);
             pending.extend(node.plus.take().map(|plus| *plus));
             // `node` has no children left, so dropping it here is shallow.
         }

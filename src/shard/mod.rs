@@ -249,6 +249,20 @@ async fn tick_while(on: Rc<std::cell::Cell<bool>>) {
     }
 }
 
+/// Runs a connection's task so that a panic in it ends that connection only: glommio
+/// would otherwise lose the whole executor (and every connection on the shard).
+async fn isolate(task: impl std::future::Future<Output = ()>) {
+    use futures_lite::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %what, "connection task panicked; connection closed");
+    }
+}
+
 /// `fut`'s output, or `None` if `limit` passes first.
 pub async fn with_timeout<T>(
     fut: impl std::future::Future<Output = T>,
@@ -282,7 +296,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 live.set(live.get() + 1);
                 let (s, l) = (shard.clone(), live.clone());
                 let task = shard.connections.spawn(async move {
-                    crate::connection::accept(s, stream).await;
+                    isolate(crate::connection::accept(s, stream)).await;
                     l.set(l.get() - 1);
                 });
                 match task {
@@ -363,9 +377,9 @@ impl Shard {
                 // glommio stream takes that ownership.
                 let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
                 let shard = self.clone();
-                if let Ok(t) = self.connections.spawn(async move {
-                    crate::connection::adopt(shard, stream, h.connect, h.buffered, h.peer).await;
-                }) {
+                if let Ok(t) = self.connections.spawn(isolate(crate::connection::adopt(
+                    shard, stream, h.connect, h.buffered, h.peer,
+                ))) {
                     t.detach();
                 }
             }
