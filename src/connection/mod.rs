@@ -21,6 +21,9 @@ use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::Shard;
 
+/// How long the last flush of a closing connection may take.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How a connection ended; decides the will and the log line.
 #[derive(Debug)]
 pub enum End {
@@ -189,20 +192,31 @@ async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: Reason
     let _ = stream.close().await;
 }
 
-/// A client id that hashes to this shard, so the connection needs no hand-off.
+thread_local! {
+    /// Source of assigned client ids on this shard's thread: seeded from the clock, then
+    /// stepped, so ids differ across shards, restarts and calls.
+    static NEXT_ID: std::cell::Cell<u64> = std::cell::Cell::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+}
+
+/// A client id that hashes to this shard, so the connection needs no hand-off, and that no
+/// session here uses.
 fn assign_client_id(shard: &Shard) -> MqttString {
-    let mut n: u64 = Instant::now().elapsed().as_nanos() as u64 ^ (u64::from(shard.id.0) << 48);
     loop {
-        n = n
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let id = format!("ringmq-{:016x}", n ^ stable_hash(&n.to_le_bytes()));
-        if shard.home_of(&id) == shard.id {
-            if let Ok(s) = MqttString::try_from(id) {
-                if shard.sessions.borrow().find(s.as_str()).is_none() {
-                    return s;
-                }
-            }
+        let n = NEXT_ID.with(|c| {
+            let n = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            c.set(n);
+            n
+        });
+        let id = format!("ringmq-{:016x}", stable_hash(&n.to_le_bytes()));
+        if shard.home_of(&id) != shard.id || shard.sessions.borrow().find(&id).is_some() {
+            continue;
+        }
+        if let Ok(s) = MqttString::try_from(id) {
+            return s;
         }
     }
 }
@@ -386,6 +400,9 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         End::Closed(r) => Some(*r),
         _ => None,
     };
+    // What was answered before the end (e.g. the PUBACK of a PUBLISH that came with the
+    // DISCONNECT) still goes out, then a v5 DISCONNECT with the reason when the server ends
+    // the connection.
     if let (Some(reason), true) = (reason, conn.version.is_v5()) {
         let mut d = Disconnect::new(reason);
         if conn.problem_information {
@@ -393,11 +410,14 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
                 d.properties.reason_string = MqttString::try_from(e.to_string()).ok();
             }
         }
-        if let Ok(bytes) = Packet::Disconnect(d).to_bytes(conn.version) {
-            let mut wbuf = BytesMut::new();
-            let _ = flush(&conn.outbox, &mut stream, &mut wbuf).await;
-            let _ = stream.write_all(&bytes).await;
-        }
+        conn.outbox.push(&Packet::Disconnect(d));
+    }
+    if !matches!(end, End::Network(_)) {
+        // Bounded: a client that stopped reading must not keep its will (or a shutdown)
+        // waiting.
+        let mut wbuf = BytesMut::new();
+        let last_words = flush(&conn.outbox, &mut stream, &mut wbuf);
+        let _ = crate::shard::with_timeout(last_words, FINAL_FLUSH_TIMEOUT).await;
     }
     let _ = stream.close().await;
     let will = match &end {

@@ -171,8 +171,7 @@ async fn shard_main(
     shutdown: Shutdown,
 ) -> Result<(), String> {
     let join_timeout = Duration::from_secs(10);
-    let joining = Rc::new(std::cell::Cell::new(true));
-    glommio::spawn_local(tick_while(joining.clone())).detach();
+    glommio::spawn_local(keep_awake(config.runtime.wake_interval(), shutdown.clone())).detach();
     let (data_tx, data_rx) = with_timeout(data.join(), join_timeout)
         .await
         .ok_or("shards did not all start (data mesh)")?
@@ -181,7 +180,6 @@ async fn shard_main(
         .await
         .ok_or("shards did not all start (control mesh)")?
         .map_err(|_| "control mesh join failed")?;
-    joining.set(false);
     let id = ShardId(u16::try_from(data_tx.peer_id()).map_err(|e| e.to_string())?);
     let limits = &config.limits;
     let shard = Rc::new(Shard {
@@ -239,13 +237,15 @@ async fn shard_main(
     Ok(())
 }
 
-/// Wakes this executor every millisecond while `on` holds. glommio 0.9 can miss the
-/// cross-thread wake-up of a parked executor while the meshes are being joined (several
-/// brokers starting at once on a busy machine hung there); a timer makes the reactor look
-/// at its channels again.
-async fn tick_while(on: Rc<std::cell::Cell<bool>>) {
-    while on.get() {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
+/// Wakes this executor every `interval` until shutdown. glommio 0.9 can lose the
+/// cross-thread wake-up of a parked executor: the sleeper publishes "notify me" with a
+/// relaxed store and then checks its channels, which x86 may reorder, so a sender can see
+/// "awake" and skip the eventfd. Seen as mesh joins that never finished when several
+/// brokers started at once. A timer makes the reactor look at its channels again, which
+/// bounds any such stall to `interval`.
+async fn keep_awake(interval: Duration, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        glommio::timer::sleep(interval).await;
     }
 }
 
