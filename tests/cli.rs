@@ -1,6 +1,7 @@
 //! The `ringmq` binary's command line: exit codes and messages, run as a user would.
 //!
-//! Exit codes: 0 `check-config` ok, 1 bad configuration, 2 usage error or broker core missing.
+//! Exit codes: 0 `check-config` ok or clean shutdown, 1 bad configuration or start failure,
+//! 2 usage error.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -166,4 +167,41 @@ fn missing_config_file_exits_1() {
     let out = ringmq(&["--config", "/nonexistent/ringmq.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read config file /nonexistent/ringmq.toml"));
+}
+
+#[test]
+fn every_tuning_preset_passes_check_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning");
+    let mut presets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    presets.sort();
+    let names: Vec<_> = presets
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "ringmq.toml",
+        "low-latency.toml",
+        "throughput.toml",
+        "many-connections.toml",
+        "single-core.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "tuning/{expected} is missing"
+        );
+    }
+    for preset in presets {
+        let out = ringmq(&["check-config", preset.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            preset.display(),
+            stderr(&out)
+        );
+    }
 }
