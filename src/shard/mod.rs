@@ -385,7 +385,7 @@ impl Shard {
             }
             CtrlMsg::InterestAdd { filter, from, req } => {
                 self.interest.borrow_mut().insert(&filter, from, ());
-                let _ = self.ctrl.send_to(from.index(), CtrlMsg::Done { req }).await;
+                self.reply(from, CtrlMsg::Done { req });
             }
             CtrlMsg::InterestRemove { filter, from } => {
                 self.interest.borrow_mut().remove(&filter, &from);
@@ -396,14 +396,22 @@ impl Shard {
                 self.retained
                     .borrow()
                     .for_each_matching(&filter, |_, m| messages.push(Message::clone(m)));
-                let _ = self
-                    .ctrl
-                    .send_to(from.index(), CtrlMsg::RetainFound { req, messages })
-                    .await;
+                self.reply(from, CtrlMsg::RetainFound { req, messages });
             }
             CtrlMsg::RetainFound { req, messages } => self.replies.answer(req, messages),
             CtrlMsg::Done { req } => self.replies.answer(req, Vec::new()),
         }
+    }
+
+    /// Answers another shard from a task of its own, so this shard's control receiver never
+    /// waits on that shard's channel: two shards each blocked sending to the other over full
+    /// channels would otherwise never drain them.
+    fn reply(self: &Rc<Self>, to: ShardId, msg: CtrlMsg) {
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let _ = shard.ctrl.send_to(to.index(), msg).await;
+        })
+        .detach();
     }
 
     /// Routes a message: retained store if RETAIN, local subscribers, and one copy to
