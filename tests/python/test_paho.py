@@ -1,0 +1,242 @@
+"""Eclipse Paho (paho-mqtt 2.x, callback API 2) against a running broker, MQTT 3.1.1 and 5.0.
+
+Every test runs for both protocol versions unless its name says otherwise; statement ids
+are those of the spec version under test where they differ (3.1.1 / 5.0).
+"""
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from conftest import WAIT, keep_alive_close_bound
+
+VERSIONS = [
+    pytest.param(mqtt.MQTTv311, id="v311"),
+    pytest.param(mqtt.MQTTv5, id="v5"),
+]
+
+
+def persistent(protocol):
+    """Options for a session that outlives its connection."""
+    if protocol == mqtt.MQTTv5:
+        return {"clean": False, "session_expiry": 300}
+    return {"clean": False}
+
+
+# [MQTT-4.3.1-1], [MQTT-4.3.2-2] / [MQTT-4.3.2-4], [MQTT-4.3.3-2] / [MQTT-4.3.3-8]:
+# a message at each QoS reaches a QoS 2 subscriber once, at that QoS, RETAIN 0.
+@pytest.mark.parametrize("protocol", VERSIONS)
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_pub_sub_end_to_end_at_each_qos(broker, peers, protocol, qos):
+    sub = peers(broker, "sub", protocol)
+    sub.subscribe("e2e/t", 2)
+    pub = peers(broker, "pub", protocol)
+    pub.publish("e2e/t", b"payload", qos)
+    m = sub.next_message()
+    assert (m.topic, m.payload, m.qos, m.retain) == ("e2e/t", b"payload", qos, False)
+    sub.no_message()
+
+
+# [MQTT-3.8.4-6] / [MQTT-3.8.4-8]: delivered QoS = min(published, granted).
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_delivered_qos_is_min_of_published_and_granted(broker, peers, protocol):
+    sub = peers(broker, "sub", protocol)
+    for granted in range(3):
+        sub.subscribe(f"g/{granted}", granted)
+    pub = peers(broker, "pub", protocol)
+    for granted in range(3):
+        for published in range(3):
+            pub.publish(f"g/{granted}", f"{published}".encode(), published)
+            m = sub.next_message()
+            assert (m.topic, m.qos) == (f"g/{granted}", min(granted, published))
+
+
+# Section 4.7 ([MQTT-4.7.1-2], [MQTT-4.7.1-3], [MQTT-4.7.2-1]): `+` one level, `#` the
+# level and below, neither matches a `$` topic.
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_wildcards(broker, peers, protocol):
+    plus = peers(broker, "plus", protocol)
+    plus.subscribe("w/+/x", 1)
+    hash_ = peers(broker, "hash", protocol)
+    hash_.subscribe("#", 1)
+    pub = peers(broker, "pub", protocol)
+    for topic in ["w/a/x", "w/a/b/x", "$w/a/x", "w", "w/fence/x"]:
+        pub.publish(topic, topic.encode(), 1)
+    assert [plus.next_message().topic for _ in range(2)] == ["w/a/x", "w/fence/x"]
+    got = [hash_.next_message().topic for _ in range(4)]
+    assert got == ["w/a/x", "w/a/b/x", "w", "w/fence/x"]
+    plus.no_message()
+    hash_.no_message()
+
+
+# [MQTT-3.3.1-5] .. [MQTT-3.3.1-11] (3.1.1) / [MQTT-3.3.1-5] .. [MQTT-3.3.1-9] (5.0):
+# stored, replaced, sent with RETAIN 1 to new subscriptions and RETAIN 0 to existing ones,
+# removed by an empty payload.
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_retained_messages(broker, peers, protocol):
+    existing = peers(broker, "existing", protocol)
+    existing.subscribe("ret/t", 1)
+    pub = peers(broker, "pub", protocol)
+    pub.publish("ret/t", b"first", 1, retain=True)
+    pub.publish("ret/t", b"second", 1, retain=True)
+    assert [(m.payload, m.retain) for m in (existing.next_message(), existing.next_message())] == [
+        (b"first", False),
+        (b"second", False),
+    ]
+    late = peers(broker, "late", protocol)
+    late.subscribe("ret/#", 1)
+    m = late.next_message()
+    assert (m.topic, m.payload, m.retain) == ("ret/t", b"second", True)
+    late.no_message()
+
+    pub.publish("ret/t", b"", 1, retain=True)
+    later = peers(broker, "later", protocol)
+    later.subscribe("ret/#", 1)
+    later.no_message()
+
+
+# [MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT;
+# [MQTT-3.1.2-10]: not after DISCONNECT; [MQTT-3.1.2-17] / [MQTT-3.1.2-15]: Will Retain.
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_will(broker, peers, protocol):
+    watcher = peers(broker, "watcher", protocol)
+    watcher.subscribe("will/#", 1)
+    polite = peers(broker, "polite", protocol, will=("will/polite", b"unseen", 1, False))
+    polite.disconnect()
+    rude = peers(broker, "rude", protocol, will=("will/rude", b"gone", 1, True))
+    rude.drop()
+    m = watcher.next_message()
+    assert (m.topic, m.payload, m.qos, m.retain) == ("will/rude", b"gone", 1, False)
+    watcher.no_message()
+    late = peers(broker, "late", protocol)
+    late.subscribe("will/#", 1)
+    m = late.next_message()
+    assert (m.topic, m.payload, m.retain) == ("will/rude", b"gone", True)
+
+
+# [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0): a client that stops sending (paho's
+# network thread stopped, socket left open) is disconnected after 1.5 x keep-alive, so its
+# will is published; [MQTT-3.12.4-1]: one whose paho pings every keep-alive stays connected.
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_keep_alive(broker, peers, protocol):
+    watcher = peers(broker, "watcher", protocol)
+    watcher.subscribe("will/#", 1)
+    lively = peers(broker, "lively", protocol, keepalive=1, will=("will/lively", b"x", 1, False))
+    sleepy = peers(broker, "sleepy", protocol, keepalive=1, will=("will/sleepy", b"zzz", 1, False))
+    sleepy.stop_network()
+    m = watcher.next_message(timeout=keep_alive_close_bound(1))
+    assert (m.topic, m.payload) == ("will/sleepy", b"zzz")
+    # By now `lively` has been connected for well over 1.5 x its keep-alive.
+    assert lively.disconnected.empty(), "a pinging client was disconnected"
+    lively.publish("will/alive", b"still here", 1)
+    assert watcher.next_message().topic == "will/alive"
+
+
+# [MQTT-3.1.2-5] / [MQTT-3.2.2-2] (3.1.1), [MQTT-3.1.2-23] / [MQTT-3.2.2-3] (5.0): a
+# persistent session collects QoS 1 messages while its client is away and delivers them in
+# order on resumption, with Session Present 1.
+@pytest.mark.broker(shards=4)
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_persistent_session_resume(broker, peers, protocol):
+    first = peers(broker, "durable", protocol, **persistent(protocol))
+    assert not first.session_present
+    first.subscribe("dur/t", 1)
+    first.disconnect()
+    pub = peers(broker, "pub", protocol)
+    for i in range(20):
+        pub.publish("dur/t", str(i).encode(), 1)
+    again = peers(broker, "durable", protocol, **persistent(protocol))
+    assert again.session_present
+    assert [again.next_message().payload for _ in range(20)] == [
+        str(i).encode() for i in range(20)
+    ]
+    again.no_message()
+
+
+# [MQTT-3.1.4-2] (3.1.1) / [MQTT-3.1.4-3] (5.0): a second connection with the same client id
+# closes the first (5.0: a DISCONNECT first, if any, says 0x8E Session taken over); the
+# second works.
+@pytest.mark.broker(shards=4)
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_takeover(broker, peers, protocol):
+    first = peers(broker, "twin", protocol)
+    second = peers(broker, "twin", protocol)
+    reason = first.wait_disconnected()
+    if protocol == mqtt.MQTTv5 and reason.value >= 0x80 and reason.value != 0x80:
+        # 0x80 is paho's "unspecified": the connection closed without a DISCONNECT.
+        assert reason.value == 0x8E, f"DISCONNECT reason {reason}"
+    second.subscribe("tk/t", 1)
+    second.publish("tk/t", b"mine", 1)
+    assert second.next_message().payload == b"mine"
+
+
+# [MQTT-3.1.4-3] (5.0): the taken-over client receives DISCONNECT 0x8E.
+@pytest.mark.ringmq_only("mosquitto 2.0.11 closes the old connection without DISCONNECT 0x8E")
+def test_takeover_sends_disconnect_0x8e_v5(broker, peers):
+    first = peers(broker, "twin", mqtt.MQTTv5)
+    peers(broker, "twin", mqtt.MQTTv5)
+    assert first.wait_disconnected().value == 0x8E
+
+
+# [MQTT-3.3.2-17] .. [MQTT-3.3.2-20] (5.0): the message's properties reach the subscriber
+# unaltered: user properties in order (repeated names included), content type, response
+# topic, correlation data, payload format indicator.
+def test_v5_properties_forwarded(broker, peers):
+    sub = peers(broker, "sub", mqtt.MQTTv5)
+    sub.subscribe("props/t", 1)
+    pub = peers(broker, "pub", mqtt.MQTTv5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("b", "2"), ("a", "1"), ("b", "3"), ("\u00fc", "\u00e9")]
+    props.ContentType = "application/json"
+    props.ResponseTopic = "props/reply"
+    props.CorrelationData = b"\x00\x01corr"
+    props.PayloadFormatIndicator = 1
+    pub.publish("props/t", b"{}", 1, properties=props)
+    m = sub.next_message()
+    assert m.payload == b"{}"
+    got = m.properties
+    assert got.UserProperty == [("b", "2"), ("a", "1"), ("b", "3"), ("\u00fc", "\u00e9")]
+    assert got.ContentType == "application/json"
+    assert got.ResponseTopic == "props/reply"
+    assert got.CorrelationData == b"\x00\x01corr"
+    assert got.PayloadFormatIndicator == 1
+
+
+# Section 3.3 of each version: a v5 publisher reaches a 3.1.1 subscriber (properties left
+# out) and the other way round.
+def test_messages_cross_protocol_versions(broker, peers):
+    sub311 = peers(broker, "sub311", mqtt.MQTTv311)
+    sub311.subscribe("x/#", 1)
+    sub5 = peers(broker, "sub5", mqtt.MQTTv5)
+    sub5.subscribe("x/#", 1)
+    pub5 = peers(broker, "pub5", mqtt.MQTTv5)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("k", "v")]
+    pub5.publish("x/from5", b"five", 1, properties=props)
+    pub311 = peers(broker, "pub311", mqtt.MQTTv311)
+    pub311.publish("x/from311", b"three", 1)
+    assert [(m.topic, m.payload) for m in (sub311.next_message(), sub311.next_message())] == [
+        ("x/from5", b"five"),
+        ("x/from311", b"three"),
+    ]
+    got5 = [sub5.next_message() for _ in range(2)]
+    assert [(m.topic, m.payload) for m in got5] == [("x/from5", b"five"), ("x/from311", b"three")]
+    assert got5[0].properties.UserProperty == [("k", "v")]
+
+
+# [MQTT-4.6.0-5]: 200 QoS 1 messages from one publisher, sent without waiting, arrive in
+# order (paho keeps at most 20 in flight; the rest wait in its queue).
+@pytest.mark.broker(shards=4)
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_ordering(broker, peers, protocol):
+    sub = peers(broker, "sub", protocol)
+    sub.subscribe("ord/t", 1)
+    pub = peers(broker, "pub", protocol)
+    infos = [pub.client.publish("ord/t", str(i).encode(), 1) for i in range(200)]
+    for info in infos:
+        info.wait_for_publish(timeout=WAIT)
+        assert info.is_published()
+    assert [sub.next_message().payload for _ in range(200)] == [
+        str(i).encode() for i in range(200)
+    ]
