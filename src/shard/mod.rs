@@ -633,3 +633,29 @@ pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
     // SAFETY: `new` is a fresh descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_connection_task_leaves_the_shard_running() {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 << 10)
+            .make()
+            .expect("executor");
+        let survived = ex.run(async {
+            let done = Rc::new(std::cell::Cell::new(false));
+            let d = done.clone();
+            glommio::spawn_local(isolate(async move {
+                d.set(true);
+                panic!("bug in a handler");
+            }))
+            .await;
+            // The executor is still here and runs the next task.
+            let after = glommio::spawn_local(async { 41 + 1 }).await;
+            done.get() && after == 42
+        });
+        assert!(survived);
+    }
+}
