@@ -362,7 +362,15 @@ async fn serve(
         };
         match read.or(woken).or(expired).await {
             Event::Read(Ok(0)) => return End::Eof,
-            Event::Read(Ok(n)) => rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Event::Read(Ok(n)) => {
+                rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                // A busy client's socket is always readable, so its reads never return
+                // Pending and glommio never switches tasks by itself: yield after each
+                // chunk so the connections it delivers to get to flush (without this, a
+                // few publishers starved their subscribers, whose buffers filled and shed
+                // QoS 0).
+                glommio::executor().yield_now().await;
+            }
             Event::Read(Err(e)) => return End::Network(e),
             Event::Woken => {}
             Event::KeepAlive => return End::KeepAlive,
