@@ -49,7 +49,7 @@ pub const V5: ProtocolVersion = ProtocolVersion::V5;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the broker may take to accept TCP connections after it was started.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Lines of the broker's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
