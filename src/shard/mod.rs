@@ -170,7 +170,8 @@ async fn shard_main(
     ctrl: MeshBuilder<CtrlMsg, Full>,
     shutdown: Shutdown,
 ) -> Result<(), String> {
-    let join_timeout = Duration::from_secs(10);
+    // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
+    let join_timeout = Duration::from_secs(30);
     glommio::spawn_local(keep_awake(config.runtime.wake_interval(), shutdown.clone())).detach();
     let (data_tx, data_rx) = with_timeout(data.join(), join_timeout)
         .await
