@@ -21,6 +21,12 @@ use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::Shard;
 
+/// Read chunk of a new connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
+const INITIAL_READ_BYTES: usize = 1024;
+
+/// Read chunk while waiting for CONNECT (a typical CONNECT is under 100 bytes).
+const CONNECT_BUFFER_BYTES: usize = 512;
+
 /// How long the last flush of a closing connection may take.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -51,7 +57,7 @@ pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
     };
     let _ = stream.set_nodelay(true);
     let limits = &shard.config.limits;
-    let mut rbuf = BytesMut::with_capacity(limits.read_buffer_bytes);
+    let mut rbuf = BytesMut::with_capacity(CONNECT_BUFFER_BYTES);
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
@@ -151,7 +157,7 @@ async fn read_connect(
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Connect, ConnectFailure> {
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; CONNECT_BUFFER_BYTES];
     loop {
         match decode(rbuf, None, max) {
             Ok(Decoded::Packet(Packet::Connect(c))) => return Ok(*c),
@@ -306,7 +312,7 @@ async fn establish(
         session_expiry_at_connect: p.session_expiry_interval.unwrap_or(0),
         problem_information: p.request_problem_information.unwrap_or(true),
     };
-    let mut rbuf = BytesMut::with_capacity(limits.read_buffer_bytes.max(buffered.len()));
+    let mut rbuf = BytesMut::with_capacity(buffered.len());
     rbuf.extend_from_slice(&buffered);
     let end = serve(&mut conn, &mut stream, rbuf, keep_alive).await;
     finish(conn, stream, end).await;
@@ -321,8 +327,11 @@ async fn serve(
 ) -> End {
     let limits = &conn.shard.config.limits;
     let max_packet = limits.packet_bytes_max as usize;
-    let mut chunk = vec![0u8; limits.read_buffer_bytes];
-    let mut wbuf = BytesMut::with_capacity(limits.write_buffer_bytes.min(1 << 16));
+    // Buffers start small and grow with the traffic: most connections of a big deployment
+    // are idle devices, and each would otherwise hold the full read and write buffers.
+    let read_max = limits.read_buffer_bytes;
+    let mut chunk = vec![0u8; INITIAL_READ_BYTES.min(read_max)];
+    let mut wbuf = BytesMut::new();
     // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24].
     let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut last_packet = Instant::now();
@@ -364,6 +373,10 @@ async fn serve(
             Event::Read(Ok(0)) => return End::Eof,
             Event::Read(Ok(n)) => {
                 rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                if n == chunk.len() && chunk.len() < read_max {
+                    // A full read: more is waiting. Read bigger chunks from now on.
+                    chunk.resize((chunk.len() * 4).min(read_max), 0);
+                }
                 // A busy client's socket is always readable, so its reads never return
                 // Pending and glommio never switches tasks by itself: yield after each
                 // chunk so the connections it delivers to get to flush (without this, a

@@ -32,7 +32,7 @@ pub struct Outbox {
 impl Outbox {
     pub fn new(version: ProtocolVersion, soft_limit_bytes: usize) -> Self {
         Outbox {
-            buf: RefCell::new(BytesMut::with_capacity(4096)),
+            buf: RefCell::new(BytesMut::new()),
             soft_limit_bytes,
             version,
             waker: RefCell::new(None),
