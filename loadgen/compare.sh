@@ -6,8 +6,8 @@
 # throughput. Each scenario runs against each broker in turn, alternating which goes first,
 # ROUNDS times (default 3); the table gives medians and the ratio ringmq / Mosquitto.
 #
-#   loadgen/compare.sh            # prints a markdown table; raw JSON in $OUT (default
-#                                 # target/compare/<date>)
+#   loadgen/compare.sh            # prints a markdown table; raw JSON, results.md and
+#                                 # chart.svg in $OUT (default target/compare/<date>)
 #   ROUNDS=1 DURATION=3 loadgen/compare.sh   # quicker
 #
 # Installs Mosquitto (Debian package) if it is missing. Linux only; needs python3.
@@ -127,4 +127,5 @@ table = "| scenario | figure | ringmq | Mosquitto | ratio |\n|---|---|---:|---:|
 (out / "results.md").write_text(table + "\n")
 print(table)
 PY
-echo "raw results: $OUT" >&2
+target/release/ringmq-compare-chart "$OUT" "$OUT/chart.svg"
+echo "raw results: $OUT; table: $OUT/results.md; chart: $OUT/chart.svg" >&2
