@@ -9,6 +9,7 @@
 #   loadgen/compare.sh            # prints a markdown table; raw JSON, results.md and
 #                                 # chart.svg in $OUT (default target/compare/<date>)
 #   ROUNDS=1 DURATION=3 loadgen/compare.sh   # quicker
+#   ONLY=idle-15k loadgen/compare.sh         # one scenario
 #
 # Installs Mosquitto (Debian package) if it is missing. Linux only; needs python3.
 set -euo pipefail
@@ -43,13 +44,25 @@ max_inflight_messages 0
 set_tcp_nodelay true
 CONF
 cores=$(echo "$BROKER_CPUS" | tr ' ' ',')
-taskset -c "$cores" target/release/ringmq --listen "127.0.0.1:$RINGMQ_PORT" \
-    --data-dir "$OUT/ringmq-data" --cores "$cores" --log-level warn 2> "$OUT/ringmq.log" &
-RINGMQ_PID=$!
-taskset -c "$cores" "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2> "$OUT/mosquitto.log" &
-MOSQ_PID=$!
-trap 'kill $RINGMQ_PID $MOSQ_PID 2>/dev/null; wait 2>/dev/null' EXIT
-sleep 1
+RINGMQ_PID="" MOSQ_PID=""
+stop_brokers() {
+    [ -n "$RINGMQ_PID" ] && kill "$RINGMQ_PID" 2>/dev/null
+    [ -n "$MOSQ_PID" ] && kill "$MOSQ_PID" 2>/dev/null
+    wait 2>/dev/null || true
+}
+# Fresh processes: memory figures are only fair on brokers that have not grown (and kept)
+# memory in earlier scenarios.
+start_brokers() {
+    stop_brokers
+    taskset -c "$cores" target/release/ringmq --listen "127.0.0.1:$RINGMQ_PORT" \
+        --data-dir "$OUT/ringmq-data" --cores "$cores" --log-level warn 2>> "$OUT/ringmq.log" &
+    RINGMQ_PID=$!
+    taskset -c "$cores" "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2>> "$OUT/mosquitto.log" &
+    MOSQ_PID=$!
+    sleep 1
+}
+trap stop_brokers EXIT
+start_brokers
 
 # name | loadgen arguments (the same for both brokers)
 SCENARIOS=(
@@ -67,6 +80,8 @@ for round in $(seq 1 "$ROUNDS"); do
     for entry in "${SCENARIOS[@]}"; do
         name=${entry%%|*}
         args=${entry#*|}
+        if [ -n "${ONLY:-}" ] && [ "$name" != "$ONLY" ]; then continue; fi
+        case "$name" in idle-*) start_brokers;; esac
         order="ringmq mosquitto"
         [ $((round % 2)) -eq 0 ] && order="mosquitto ringmq"
         for broker in $order; do
