@@ -378,11 +378,16 @@ async fn serve(
                     chunk.resize((chunk.len() * 4).min(read_max), 0);
                 }
                 // A busy client's socket is always readable, so its reads never return
-                // Pending and glommio never switches tasks by itself: yield after each
-                // chunk so the connections it delivers to get to flush (without this, a
-                // few publishers starved their subscribers, whose buffers filled and shed
-                // QoS 0).
-                glommio::executor().yield_now().await;
+                // Pending and glommio never switches tasks by itself: after a full chunk
+                // (more is waiting) yield, so the connections it delivers to get to flush
+                // (without this, a few publishers starved their subscribers, whose buffers
+                // filled and shed QoS 0). A partial chunk means the socket is drained: only
+                // yield if this task has used up its time slice.
+                if n == chunk.len() {
+                    glommio::executor().yield_now().await;
+                } else {
+                    glommio::executor().yield_if_needed().await;
+                }
             }
             Event::Read(Err(e)) => return End::Network(e),
             Event::Woken => {}
