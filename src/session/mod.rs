@@ -188,7 +188,9 @@ impl Session {
     pub fn deliver(&mut self, delivery: Delivery) {
         if delivery.qos == QoS::AtMostOnce {
             match &self.outbox {
-                Some(out) if !out.is_full() => self.send(delivery, None),
+                Some(out) if !out.is_full() => {
+                    self.send(&delivery, None);
+                }
                 _ => self.drops.qos0 += 1,
             }
             return;
@@ -212,38 +214,33 @@ impl Session {
     }
 
     fn send_inflight(&mut self, delivery: Delivery) {
-        if !self.fits(&delivery) {
-            self.drops.too_large += 1;
-            return;
-        }
         let packet_id = self.allocate_packet_id();
-        self.send(delivery.clone(), Some(packet_id));
-        self.inflight.push_back(Inflight {
-            packet_id,
-            delivery,
-            state: InflightState::Published,
-        });
-    }
-
-    fn fits(&self, delivery: &Delivery) -> bool {
-        if self.client_max_packet_bytes == usize::MAX {
-            return true;
+        if self.send(&delivery, Some(packet_id)) {
+            self.inflight.push_back(Inflight {
+                packet_id,
+                delivery,
+                state: InflightState::Published,
+            });
         }
-        let Some(out) = &self.outbox else { return true };
-        let packet = Packet::Publish(publish_packet(delivery, PacketId::new(1), false));
-        packet
-            .encoded_len(out.version())
-            .is_ok_and(|n| n <= self.client_max_packet_bytes)
     }
 
-    fn send(&mut self, delivery: Delivery, packet_id: Option<PacketId>) {
-        let Some(out) = &self.outbox else { return };
-        let packet = Packet::Publish(publish_packet(&delivery, packet_id, false));
-        if packet_id.is_none() && !self.fits(&delivery) {
+    /// Encodes one delivery into the connection's outbox. Returns false, and counts the
+    /// drop, if the packet exceeds the client's Maximum Packet Size [MQTT-3.1.2-25].
+    fn send(&mut self, delivery: &Delivery, packet_id: Option<PacketId>) -> bool {
+        let Some(out) = &self.outbox else {
+            return false;
+        };
+        let packet = Packet::Publish(publish_packet(delivery, packet_id, false));
+        if self.client_max_packet_bytes != usize::MAX
+            && !packet
+                .encoded_len(out.version())
+                .is_ok_and(|n| n <= self.client_max_packet_bytes)
+        {
             self.drops.too_large += 1;
-            return;
+            return false;
         }
         out.push(&packet);
+        true
     }
 
     /// Moves pending messages into the inflight window while it has room.
