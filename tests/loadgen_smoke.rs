@@ -9,147 +9,42 @@
 //! built there with `cargo build -p ringmq-loadgen` when missing. The runs use open-loop
 //! rates, so they stay light on a 2-core machine whatever runs beside them.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+pub mod common;
 
 // ---------------------------------------------------------------------------------------
-// The broker (the pattern of tests/common, reduced to what these runs need)
+// The broker: the black-box suites' harness (2 shards), one scenario at a time
 // ---------------------------------------------------------------------------------------
 
 /// One scenario at a time: each test runs a broker and a load generator, one of them floods
 /// on purpose, and eleven of those at once on a 2-CPU machine starve each other into
 /// timeouts that say nothing about either program.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// A broker from the shared harness, holding this file's turn until dropped (fields drop
+/// in order: the broker stops before the turn passes on).
 struct Broker {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-    _turn: std::sync::MutexGuard<'static, ()>,
-}
-
-fn mosquitto() -> bool {
-    std::env::var("RINGMQ_TEST_BROKER").is_ok_and(|v| v == "mosquitto")
+    inner: common::Broker,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Broker {
     fn start() -> Broker {
         // A test that panicked while holding the lock must not fail the others.
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = fresh_dir();
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut cmd = if mosquitto() {
-            // Unbounded queues (the persistent scenario queues thousands per session) and
-            // no Nagle, as the black-box suites configure it.
-            let conf = dir.join("mosquitto.conf");
-            let text = format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\n"
-            );
-            fs::write(&conf, text).expect("write mosquitto config");
-            let bin = std::env::var("RINGMQ_MOSQUITTO_BIN")
-                .unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-            let mut c = Command::new(bin);
-            c.arg("-c").arg(conf);
-            c
-        } else {
-            let conf = dir.join("ringmq.toml");
-            let text = format!(
-                "[runtime]\ncores = [0, 1]\nplacement = \"unbound\"\n\n\
-                 [[listener]]\nbind = \"{addr}\"\n\n[storage]\ndata_dir = \"{}\"\n",
-                dir.join("data").display()
-            );
-            fs::write(&conf, text).expect("write ringmq config");
-            let mut c = Command::new(env!("CARGO_BIN_EXE_ringmq"));
-            c.arg("--config").arg(conf);
-            c
-        };
-        let log = File::create(dir.join("broker.log")).expect("create broker log");
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log);
-        let child = cmd.spawn().expect("start the broker");
-        let mut broker = Broker {
-            child,
-            addr,
-            dir,
+        Broker {
+            inner: common::Broker::with_shards(2),
             _turn: turn,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("broker exited ({status}):\n{}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker not up:\n{}",
-                broker.log()
-            );
-            thread::sleep(Duration::from_millis(10));
         }
-        broker
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- broker log (last lines, newest first) ---\n{}",
-                tail.join("\n")
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn fresh_dir() -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ringmq-loadgen-smoke-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// A port the kernel just had free, never handed out twice in this process.
-fn free_port() -> u16 {
-    static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind 127.0.0.1:0")
-            .port();
-        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
-        if used.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
+        self.inner.pid()
     }
 }
 
@@ -196,7 +91,7 @@ fn loadgen() -> &'static Path {
 
 /// Runs the loadgen against `broker` and returns its JSON document.
 fn run(broker: &Broker, scenario: &str, args: &[&str]) -> Json {
-    let port = broker.addr.port().to_string();
+    let port = broker.inner.addr().port().to_string();
     let prefix = format!("smoke{}{}-", std::process::id(), scenario.replace('-', ""));
     let mut cmd = Command::new(loadgen());
     cmd.arg(scenario)

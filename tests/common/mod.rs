@@ -264,6 +264,11 @@ impl Broker {
         self.addr
     }
 
+    /// The broker's process id (for /proc readings such as RSS).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kind(&self) -> BrokerKind {
         self.kind
     }
