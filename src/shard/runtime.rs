@@ -105,8 +105,10 @@ pub fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
     )
     .map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
+    // Bind only: the bind alone fails while any socket listens on the port. Listening
+    // here would briefly accept connections for a broker that is not up yet (seen as a
+    // client "connecting" and then being refused).
     socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(1).map_err(err)?;
     Ok(())
 }
 
