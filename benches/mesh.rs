@@ -47,7 +47,17 @@ fn throughput(n: usize) -> f64 {
             if tx.peer_id() == 0 {
                 let m = message();
                 for _ in 0..n {
-                    if tx.send_to(1, DataMsg::Publish(m.clone())).await.is_err() {
+                    if tx
+                        .send_to(
+                            1,
+                            DataMsg::Publish {
+                                message: m.clone(),
+                                ticket: None,
+                            },
+                        )
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -59,7 +69,8 @@ fn throughput(n: usize) -> f64 {
                 let mut got = 0;
                 while got < n {
                     match from0.recv().await {
-                        Some(DataMsg::Publish(_)) => got += 1,
+                        Some(DataMsg::Publish { .. }) => got += 1,
+                        Some(DataMsg::Answers(_)) => {}
                         None => break,
                     }
                 }
@@ -87,7 +98,17 @@ fn round_trips(n: usize) -> Vec<Duration> {
             for _ in 0..n {
                 if me == 0 {
                     let t = Instant::now();
-                    if tx.send_to(1, DataMsg::Publish(message())).await.is_err() {
+                    if tx
+                        .send_to(
+                            1,
+                            DataMsg::Publish {
+                                message: message(),
+                                ticket: None,
+                            },
+                        )
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     if peer.recv().await.is_none() {

@@ -32,6 +32,14 @@ pub const QUEUED_MESSAGES_MAX_MIN: u32 = 1;
 /// Default `limits.queued_bytes_max`: 64 MiB.
 pub const QUEUED_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
+/// Default `limits.queued_messages_pushback`.
+pub const QUEUED_MESSAGES_PUSHBACK_DEFAULT: u32 = 1000;
+
+/// Default `limits.pushback_wait_ms`.
+pub const PUSHBACK_WAIT_MS_DEFAULT: u32 = 1000;
+/// Allowed `limits.pushback_wait_ms`.
+pub const PUSHBACK_WAIT_MS_RANGE: RangeInclusive<u32> = 1..=60_000;
+
 /// Default `limits.mesh_capacity`.
 pub const MESH_CAPACITY_DEFAULT: usize = 4096;
 /// Allowed `limits.mesh_capacity`.
@@ -105,6 +113,17 @@ pub struct Limits {
     /// Payload bytes waiting in one session's in-memory queue; same outcome as
     /// `queued_messages_max`. Default 67108864 (64 MiB), minimum `packet_bytes_max`.
     pub queued_bytes_max: u64,
+    /// Queued messages at which a connected session pushes back on its publishers: the
+    /// PUBACK / PUBREC of a QoS 1/2 message that reached it waits until its queue is down to
+    /// half this size, so publishers slow to the pace of their slowest connected subscriber
+    /// instead of overflowing its queue. Offline sessions never push back. 0 turns it off.
+    /// Default 1000, at most `queued_messages_max`.
+    pub queued_messages_pushback: u32,
+    /// Longest an acknowledgement waits on one congested session. When it passes, the
+    /// session counts as stalled: publishers stop waiting for it until its queue is down to
+    /// half of `queued_messages_pushback`, and what exceeds `queued_messages_max` is dropped
+    /// for it. Default 1000, range 1..=60000.
+    pub pushback_wait_ms: u32,
     /// Capacity of each cross-shard channel, in messages. Hit: the sending shard waits for
     /// room (back-pressure). Default 4096, range 16..=1048576.
     pub mesh_capacity: usize,
@@ -145,6 +164,8 @@ impl Default for Limits {
             inflight_count_max: INFLIGHT_COUNT_MAX_DEFAULT,
             queued_messages_max: QUEUED_MESSAGES_MAX_DEFAULT,
             queued_bytes_max: QUEUED_BYTES_MAX_DEFAULT,
+            queued_messages_pushback: QUEUED_MESSAGES_PUSHBACK_DEFAULT,
+            pushback_wait_ms: PUSHBACK_WAIT_MS_DEFAULT,
             mesh_capacity: MESH_CAPACITY_DEFAULT,
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
             topic_bytes_max: TOPIC_BYTES_MAX_DEFAULT,
@@ -190,6 +211,26 @@ impl Limits {
                 ),
             ));
         }
+        // (Only against a valid maximum: a bad maximum is reported once, on its own key.)
+        if self.queued_messages_max >= QUEUED_MESSAGES_MAX_MIN
+            && self.queued_messages_pushback > self.queued_messages_max
+        {
+            problems.push(Problem::new(
+                "limits.queued_messages_pushback",
+                self.queued_messages_pushback,
+                format!(
+                    "must be at most limits.queued_messages_max ({}): a queue must push back \
+                     before it drops; use 0 to turn pushback off",
+                    self.queued_messages_max
+                ),
+            ));
+        }
+        check_range(
+            problems,
+            "limits.pushback_wait_ms",
+            self.pushback_wait_ms,
+            PUSHBACK_WAIT_MS_RANGE,
+        );
         check_range(
             problems,
             "limits.mesh_capacity",
@@ -319,6 +360,38 @@ mod tests {
         assert_eq!(
             single_problem(&limits, "limits.queued_messages_max"),
             "limits.queued_messages_max: must be at least 1; got 0"
+        );
+    }
+
+    #[test]
+    fn queued_messages_pushback_above_queued_messages_max_is_rejected() {
+        let limits = Limits {
+            queued_messages_max: 100,
+            queued_messages_pushback: 101,
+            ..Limits::default()
+        };
+        let text = single_problem(&limits, "limits.queued_messages_pushback");
+        assert!(
+            text.contains("at most limits.queued_messages_max (100)"),
+            "{text}"
+        );
+        let off = Limits {
+            queued_messages_max: 100,
+            queued_messages_pushback: 0,
+            ..Limits::default()
+        };
+        assert!(problems_of(&off).is_empty());
+    }
+
+    #[test]
+    fn pushback_wait_ms_zero_is_rejected() {
+        let limits = Limits {
+            pushback_wait_ms: 0,
+            ..Limits::default()
+        };
+        assert_eq!(
+            single_problem(&limits, "limits.pushback_wait_ms"),
+            "limits.pushback_wait_ms: must be between 1 and 60000; got 0"
         );
     }
 

@@ -311,6 +311,7 @@ async fn establish(
         will: connect.will,
         session_expiry_at_connect: p.session_expiry_interval.unwrap_or(0),
         problem_information: p.request_problem_information.unwrap_or(true),
+        held: std::collections::VecDeque::new(),
     };
     let mut rbuf = BytesMut::with_capacity(buffered.len());
     rbuf.extend_from_slice(&buffered);
@@ -349,7 +350,11 @@ async fn serve(
                 Ok(Decoded::Incomplete { .. }) => break,
                 Err(e) => return End::Error(HandlerError::Decode(e)),
             }
+            if conn.acks_backlogged() {
+                break;
+            }
         }
+        conn.release_acks();
         if let Err(e) = flush(&conn.outbox, stream, &mut wbuf).await {
             return End::Network(e);
         }
@@ -357,7 +362,15 @@ async fn serve(
             return End::Closed(reason);
         }
         let deadline = grace.map(|g| last_packet + g);
-        let read = async { Event::Read(stream.read(&mut chunk).await) };
+        // While too many acknowledgements are held back (pushback), stop reading: the
+        // client's own window, or TCP, then slows it down.
+        let paused = conn.acks_backlogged();
+        let read = async {
+            if paused {
+                future::pending::<()>().await;
+            }
+            Event::Read(stream.read(&mut chunk).await)
+        };
         let woken = async {
             conn.outbox.wait().await;
             Event::Woken

@@ -6,6 +6,7 @@ mod publish;
 mod subscribe;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use crate::message::Message;
 use crate::protocol::{DecodeError, Packet, PacketType, ProtocolVersion, ReasonCode, Will};
 use crate::session::{Outbox, Session};
+use crate::shard::pushback::AckTicket;
 use crate::shard::{SessionKey, Shard};
 
 /// A connection's state as the handlers see it.
@@ -28,6 +30,58 @@ pub struct Conn {
     pub session_expiry_at_connect: u32,
     /// v5 Request Problem Information: reason strings may be sent.
     pub problem_information: bool,
+    /// PUBACKs / PUBRECs waiting for pushback, in the order of their PUBLISHes.
+    pub held: VecDeque<HeldAck>,
+}
+
+/// An acknowledgement that waits for its ticket (and for those before it).
+pub struct HeldAck {
+    pub packet: Packet,
+    pub ticket: Option<Rc<AckTicket>>,
+}
+
+impl HeldAck {
+    fn is_due(&self) -> bool {
+        self.ticket.as_ref().map_or(true, |t| t.is_released())
+    }
+}
+
+impl Conn {
+    /// Sends a PUBACK / PUBREC once `ticket` is released and every earlier one is sent
+    /// (acknowledgements keep the order of their PUBLISHes).
+    pub fn acknowledge(&mut self, packet: Packet, ticket: Option<Rc<AckTicket>>) {
+        let held = HeldAck { packet, ticket };
+        if self.held.is_empty() && held.is_due() {
+            self.outbox.push(&held.packet);
+        } else {
+            self.held.push_back(held);
+        }
+    }
+
+    /// Sends the held acknowledgements that are due, in order.
+    pub fn release_acks(&mut self) {
+        while self.held.front().is_some_and(HeldAck::is_due) {
+            if let Some(h) = self.held.pop_front() {
+                self.outbox.push(&h.packet);
+            }
+        }
+    }
+
+    /// Whether so many acknowledgements are held that the connection stops reading. Only
+    /// for v3: a v5 client stops at the Receive Maximum we gave it (or is disconnected
+    /// with 0x93), which bounds `held` already.
+    pub fn acks_backlogged(&self) -> bool {
+        !self.version.is_v5()
+            && self.held.len() >= usize::from(self.shard.config.limits.inflight_count_max)
+    }
+
+    /// QoS 1 PUBLISHes not acknowledged yet (QoS 2 ones count until PUBREL).
+    pub fn held_puback_count(&self) -> usize {
+        self.held
+            .iter()
+            .filter(|h| matches!(h.packet, Packet::PubAck(_)))
+            .count()
+    }
 }
 
 /// What the connection does after a packet.
@@ -49,7 +103,7 @@ pub enum HandlerError {
     Protocol(&'static str),
     #[error("topic alias {0} is not allowed (topic alias maximum is 0)")]
     TopicAlias(u16),
-    #[error("more than {0} QoS 2 messages awaiting PUBREL (receive maximum)")]
+    #[error("more than {0} QoS 1/2 messages unacknowledged (receive maximum)")]
     ReceiveMaximumExceeded(u16),
     #[error("topic name longer than {0} bytes or {1} levels")]
     TopicTooLong(usize, usize),
@@ -137,7 +191,7 @@ pub async fn end_session(conn: Conn, publish_will: bool) {
                 origin: conn.client_id.clone(),
                 received_at: Instant::now(),
             };
-            conn.shard.publish(message).await;
+            conn.shard.publish(message, None).await;
         }
     }
     let ours = conn

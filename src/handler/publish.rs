@@ -1,8 +1,11 @@
 //! PUBLISH from the client: checks that need connection state, QoS 0/1/2 flows, routing.
 
+use std::rc::Rc;
+
 use super::{Conn, Flow, HandlerError};
 use crate::message::Message;
 use crate::protocol::{Ack, Packet, Publish, QoS};
+use crate::shard::pushback::AckTicket;
 
 pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> {
     // The broker advertises Topic Alias Maximum 0, so any alias is invalid (0x94).
@@ -23,34 +26,49 @@ pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> 
         return Err(HandlerError::TopicTooLong(bytes_max, levels_max));
     }
     let packet_id = p.packet_id;
+    let max = limits.inflight_count_max;
     match (p.qos, packet_id) {
-        (QoS::AtMostOnce, _) => route(conn, p).await,
+        (QoS::AtMostOnce, _) => {
+            route(conn, p, false).await;
+        }
         (QoS::AtLeastOnce, Some(id)) => {
-            route(conn, p).await;
-            conn.outbox.push(&Packet::PubAck(Ack::new(id)));
+            // More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum we advertised
+            // (only possible while pushback holds acknowledgements back): 0x93.
+            if conn.version.is_v5()
+                && conn.held_puback_count() + conn.session.borrow().inbound_qos2_len()
+                    >= usize::from(max)
+            {
+                return Err(HandlerError::ReceiveMaximumExceeded(max));
+            }
+            let ticket = route(conn, p, true).await;
+            conn.acknowledge(Packet::PubAck(Ack::new(id)), ticket);
         }
         (QoS::ExactlyOnce, Some(id)) => {
             // Route only the first time this id arrives; a resend before PUBREL only
             // gets PUBREC again, so the message is delivered once.
             let first = {
+                let held = conn.held_puback_count();
                 let mut s = conn.session.borrow_mut();
-                let max = limits.inflight_count_max;
-                if s.inbound_qos2_len() >= usize::from(max) && !s.has_inbound_qos2(id) {
+                if s.inbound_qos2_len() + held >= usize::from(max) && !s.has_inbound_qos2(id) {
                     return Err(HandlerError::ReceiveMaximumExceeded(max));
                 }
                 s.inbound_qos2_begin(id)
             };
-            if first {
-                route(conn, p).await;
-            }
-            conn.outbox.push(&Packet::PubRec(Ack::new(id)));
+            let ticket = if first {
+                route(conn, p, true).await
+            } else {
+                None
+            };
+            conn.acknowledge(Packet::PubRec(Ack::new(id)), ticket);
         }
         _ => return Err(HandlerError::Protocol("QoS 1/2 PUBLISH without packet id")),
     }
     Ok(Flow::Continue)
 }
 
-async fn route(conn: &Conn, p: Publish) {
+/// Routes the message; with `acked`, returns the ticket its acknowledgement waits for.
+async fn route(conn: &Conn, p: Publish, acked: bool) -> Option<Rc<AckTicket>> {
     let message = Message::from_publish(p, conn.client_id.clone());
-    conn.shard.publish(message).await;
+    let ack = acked.then_some(&conn.outbox);
+    conn.shard.publish(message, ack).await
 }

@@ -5,6 +5,7 @@
 //! connection's [`Outbox`]; without a connection, QoS 1/2 deliveries wait in the pending
 //! queue (QoS 0 ones are dropped, as most brokers do) until the client returns.
 
+mod notify;
 mod outbox;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -12,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use notify::Notify;
 pub use outbox::Outbox;
 
 use crate::message::Message;
@@ -29,6 +31,8 @@ pub struct SessionLimits {
     /// Most unacknowledged QoS 1/2 PUBLISHes sent to the client (v5: also capped by the
     /// client's Receive Maximum).
     pub inflight_count_max: u16,
+    /// Queued messages at which a connected session pushes back on publishers; 0: never.
+    pub pushback_messages: usize,
 }
 
 /// One subscription of a session.
@@ -103,6 +107,12 @@ pub struct Session {
     next_packet_id: u16,
     inbound_qos2: HashSet<u16>,
     outbox: Option<Rc<Outbox>>,
+    /// Woken when the queue has drained to the low-water mark, the session is stalled, or
+    /// the client is gone: what acknowledgements held back by this session wait for.
+    drained: Rc<Notify>,
+    /// A publisher waited `pushback_wait_ms` in vain: nobody waits for this session until
+    /// its queue is back at the low-water mark.
+    stalled: bool,
     /// The client's Receive Maximum (v5), else `limits.inflight_count_max`.
     client_receive_max: u16,
     /// The client's Maximum Packet Size; `usize::MAX` when it set none.
@@ -124,6 +134,8 @@ impl Session {
             next_packet_id: 1,
             inbound_qos2: HashSet::new(),
             outbox: None,
+            drained: Rc::default(),
+            stalled: false,
             client_receive_max: limits.inflight_count_max,
             client_max_packet_bytes: usize::MAX,
             drops: Drops::default(),
@@ -169,6 +181,43 @@ impl Session {
     pub fn detach(&mut self, now: Instant) {
         self.outbox = None;
         self.disconnected_at = Some(now);
+        // An offline session never holds a publisher back.
+        self.drained.notify_all();
+    }
+
+    /// Whether this session holds back the acknowledgements of messages that reach it: it
+    /// is connected, not stalled, and its queue is at the pushback mark.
+    pub fn is_congested(&self) -> bool {
+        self.limits.pushback_messages > 0
+            && self.pending.len() >= self.limits.pushback_messages
+            && self.is_connected()
+            && !self.stalled
+    }
+
+    /// Whether an acknowledgement held back by this session may go: the queue is down to
+    /// half the pushback mark, or the session is stalled or offline.
+    pub fn has_room(&self) -> bool {
+        self.pending.len() <= self.limits.pushback_messages / 2
+            || self.stalled
+            || !self.is_connected()
+    }
+
+    /// Wakes whoever waits for [`Session::has_room`].
+    pub fn drained(&self) -> Rc<Notify> {
+        self.drained.clone()
+    }
+
+    /// A publisher waited the longest allowed: stop holding anyone back for this session
+    /// until its queue drains (its overflow is dropped meanwhile, and counted).
+    pub fn mark_stalled(&mut self) {
+        if !self.stalled {
+            self.stalled = true;
+            self.drained.notify_all();
+        }
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
     }
 
     /// Whether a disconnected session has outlived its expiry interval.
@@ -251,6 +300,12 @@ impl Session {
             };
             self.pending_bytes -= d.message.size_bytes();
             self.send_inflight(d);
+        }
+        if self.pending.len() <= self.limits.pushback_messages / 2 {
+            self.stalled = false;
+            if self.drained.waiters() > 0 {
+                self.drained.notify_all();
+            }
         }
     }
 

@@ -81,7 +81,9 @@ impl Outbox {
         self.close.get()
     }
 
-    fn wake(&self) {
+    /// Wakes the connection task (it flushes, and releases acknowledgements whose wait is
+    /// over).
+    pub fn wake(&self) {
         self.woken.set(true);
         let waker = self.waker.borrow_mut().take();
         if let Some(w) = waker {

@@ -14,6 +14,7 @@ const LIMITS: SessionLimits = SessionLimits {
     queued_messages_max: 3,
     queued_bytes_max: 1 << 20,
     inflight_count_max: 2,
+    pushback_messages: 2,
 };
 
 fn message(n: u8) -> Rc<Message> {
@@ -232,4 +233,55 @@ fn expiry() {
     assert!(s.is_expired(t + Duration::from_secs(10)));
     s.expiry_secs = u32::MAX;
     assert!(!s.is_expired(t + Duration::from_secs(1 << 40)));
+}
+
+#[test]
+fn a_full_queue_pushes_back_until_half_drained() {
+    let mut s = session(); // window 2, queue 3, pushback at 2
+    let out = outbox();
+    s.attach(out.clone(), None, None);
+    for n in 0..3 {
+        s.deliver(delivery(n, QoS::AtLeastOnce));
+        assert!(!s.is_congested(), "{n}: window and one queued");
+    }
+    s.deliver(delivery(3, QoS::AtLeastOnce));
+    assert!(s.is_congested());
+    assert!(!s.has_room());
+    let drained = s.drained();
+    let first = s.inflight[0].packet_id;
+    s.on_puback(first).unwrap();
+    assert_eq!(s.pending_len(), 1);
+    assert!(!s.is_congested());
+    assert!(s.has_room(), "down to half the pushback mark");
+    drop(drained);
+}
+
+#[test]
+fn stalled_and_offline_sessions_hold_nobody_back() {
+    let mut s = session();
+    s.attach(outbox(), None, None);
+    for n in 0..4 {
+        s.deliver(delivery(n, QoS::AtLeastOnce));
+    }
+    assert!(s.is_congested());
+    s.mark_stalled();
+    assert!(s.is_stalled());
+    assert!(!s.is_congested() && s.has_room());
+    // The overflow beyond queued_messages_max is still dropped and counted.
+    s.deliver(delivery(4, QoS::AtLeastOnce));
+    s.deliver(delivery(5, QoS::AtLeastOnce));
+    assert_eq!(s.drops.queue_full, 1);
+    // Draining to the low-water mark ends the stall.
+    let (first, second) = (s.inflight[0].packet_id, s.inflight[1].packet_id);
+    s.on_puback(first).unwrap();
+    s.on_puback(second).unwrap();
+    assert_eq!(s.pending_len(), 1);
+    assert!(!s.is_stalled());
+    // Offline: never congested, whatever the queue holds.
+    for n in 6..9 {
+        s.deliver(delivery(n, QoS::AtLeastOnce));
+    }
+    assert!(s.is_congested());
+    s.detach(Instant::now());
+    assert!(!s.is_congested() && s.has_room());
 }

@@ -67,9 +67,20 @@ impl ShardSet {
 }
 
 /// Data mesh: publishes forwarded to a shard with matching subscribers, once per shard.
+// Nearly every message is a `Publish`: boxing it to shrink the rare `Answers` would cost an
+// allocation per forwarded message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum DataMsg {
-    Publish(Message),
+    /// A message for the receiving shard's subscribers. With `ticket` (QoS 1/2), the
+    /// receiver answers once every session it queued the message for has room (see
+    /// `pushback`).
+    Publish {
+        message: Message,
+        ticket: Option<u64>,
+    },
+    /// Answers to the receiving shard's tickets.
+    Answers(Vec<u64>),
 }
 
 /// A connection moving to its client id's home shard after CONNECT.

@@ -3,6 +3,7 @@
 //! Nothing here is shared between cores except through the meshes in [`mesh`].
 
 pub mod mesh;
+pub mod pushback;
 pub mod runtime;
 
 use std::cell::RefCell;
@@ -23,8 +24,9 @@ use crate::message::Message;
 use crate::protocol::{QoS, ReasonCode, SubscriptionId, SubscriptionOptions, TopicFilter};
 use crate::router::retained::RetainedIndex;
 use crate::router::trie::SubscriptionTrie;
-use crate::session::{Delivery, Session, SessionLimits};
+use crate::session::{Delivery, Outbox, Session, SessionLimits};
 use mesh::{stable_hash, CtrlMsg, DataMsg, Replies, ShardId, ShardSet};
+use pushback::{AckTicket, Pushback};
 pub use runtime::{Shutdown, StartError};
 
 /// Identifies a session within its home shard.
@@ -114,6 +116,7 @@ pub struct Shard {
     data: Senders<DataMsg>,
     ctrl: Senders<CtrlMsg>,
     replies: Replies,
+    pushback: Pushback,
     pub shutdown: Shutdown,
     pub connections: Gate,
 }
@@ -190,6 +193,7 @@ async fn shard_main(
             queued_messages_max: limits.queued_messages_max as usize,
             queued_bytes_max: usize::try_from(limits.queued_bytes_max).unwrap_or(usize::MAX),
             inflight_count_max: limits.inflight_count_max,
+            pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
         sessions: RefCell::default(),
@@ -202,6 +206,7 @@ async fn shard_main(
         data: data_tx,
         ctrl: ctrl_tx,
         replies: Replies::default(),
+        pushback: Pushback::new(count),
         shutdown: shutdown.clone(),
         connections: Gate::new(),
     });
@@ -340,11 +345,41 @@ async fn expire_sessions(shard: Rc<Shard>) {
 }
 
 fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Receivers<CtrlMsg>) {
-    for (_, rx) in data.streams() {
+    for (peer, rx) in data.streams() {
         let shard = shard.clone();
+        let peer = ShardId(peer as u16);
         glommio::spawn_local(async move {
-            while let Some(DataMsg::Publish(m)) = rx.recv().await {
-                shard.deliver_local(&Rc::new(m));
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    DataMsg::Publish { message, ticket } => {
+                        shard.deliver_forwarded(peer, message, ticket)
+                    }
+                    DataMsg::Answers(ids) => {
+                        for id in ids {
+                            shard.pushback.answered(id);
+                        }
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+    // Answers go from tasks of their own, batched: a receiver never waits on a full channel
+    // back to the shard it receives from (two shards could otherwise block each other).
+    for peer in shard.others() {
+        let shard = shard.clone();
+        let peer = ShardId(peer as u16);
+        glommio::spawn_local(async move {
+            loop {
+                let ids = shard.pushback.next_answers(peer).await;
+                if shard
+                    .data
+                    .send_to(peer.index(), DataMsg::Answers(ids))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         })
         .detach();
@@ -422,7 +457,14 @@ impl Shard {
 
     /// Routes a message: retained store if RETAIN, local subscribers, and one copy to
     /// each other shard with matching subscribers.
-    pub async fn publish(self: &Rc<Self>, message: Message) {
+    ///
+    /// With `ack` (the publisher's outbox, for QoS 1/2), returns the ticket its
+    /// acknowledgement must wait for, or `None` if it may go now.
+    pub async fn publish(
+        self: &Rc<Self>,
+        message: Message,
+        ack: Option<&Rc<Outbox>>,
+    ) -> Option<Rc<AckTicket>> {
         if message.retain {
             let owner = self.owner_of(message.topic.as_str());
             let kept = message.detached();
@@ -439,15 +481,68 @@ impl Shard {
         self.interest
             .borrow()
             .for_each_match(message.topic.as_str(), |_, s, ()| targets.insert(*s));
+        let ticket = ack.map(|out| AckTicket::new(out.clone()));
+        let mut remote = ShardSet::default();
+        let mut remotes = 0u16;
         for s in targets.iter().filter(|s| *s != self.id) {
-            let _ = self
-                .data
-                .send_to(s.index(), DataMsg::Publish(message.clone()))
-                .await;
+            remote.insert(s);
+            remotes += 1;
+        }
+        let ticket_id = match (&ticket, remotes) {
+            (Some(t), n) if n > 0 => Some(self.pushback.await_shards(t, n)),
+            _ => None,
+        };
+        for s in remote.iter() {
+            let forward = DataMsg::Publish {
+                message: message.clone(),
+                ticket: ticket_id,
+            };
+            if self.data.send_to(s.index(), forward).await.is_err() {
+                if let Some(id) = ticket_id {
+                    self.pushback.answered(id);
+                }
+            }
         }
         if targets.contains(self.id) {
-            self.deliver_local(&Rc::new(message));
+            let full = self.deliver_local(&Rc::new(message), ticket.is_some());
+            if let (Some(t), false) = (&ticket, full.is_empty()) {
+                t.hold();
+                let t = t.clone();
+                let limit = self.pushback_wait();
+                glommio::spawn_local(async move {
+                    pushback::wait_for_room(full, limit).await;
+                    t.release();
+                })
+                .detach();
+            }
         }
+        let ticket = ticket?;
+        ticket.release();
+        (!ticket.is_released()).then_some(ticket)
+    }
+
+    /// A message another shard forwarded: deliver it, and answer its ticket once every
+    /// session it was queued for has room.
+    fn deliver_forwarded(self: &Rc<Self>, from: ShardId, message: Message, ticket: Option<u64>) {
+        let full = self.deliver_local(&Rc::new(message), ticket.is_some());
+        let Some(id) = ticket else {
+            return;
+        };
+        if full.is_empty() {
+            self.pushback.answer(from, id);
+            return;
+        }
+        let shard = self.clone();
+        let limit = self.pushback_wait();
+        glommio::spawn_local(async move {
+            pushback::wait_for_room(full, limit).await;
+            shard.pushback.answer(from, id);
+        })
+        .detach();
+    }
+
+    fn pushback_wait(&self) -> Duration {
+        Duration::from_millis(u64::from(self.config.limits.pushback_wait_ms))
     }
 
     /// Empty payload clears the topic's retained message [MQTT-3.3.1-10/11].
@@ -461,8 +556,13 @@ impl Shard {
         }
     }
 
-    /// Delivers to this shard's subscribers, one copy per session.
-    pub fn deliver_local(&self, message: &Rc<Message>) {
+    /// Delivers to this shard's subscribers, one copy per session. With `pushback`, returns
+    /// the connected sessions whose queue this delivery (QoS 1/2) left congested.
+    pub fn deliver_local(
+        &self,
+        message: &Rc<Message>,
+        pushback: bool,
+    ) -> Vec<Rc<RefCell<Session>>> {
         let mut fanout = self.fanout.borrow_mut();
         fanout.clear();
         self.subs
@@ -484,16 +584,23 @@ impl Shard {
                 f.ids.extend(sub.id);
             });
         let sessions = self.sessions.borrow();
+        let mut full = Vec::new();
         for (key, f) in fanout.drain() {
             if let Some(s) = sessions.get(key) {
-                s.borrow_mut().deliver(Delivery {
+                let mut session = s.borrow_mut();
+                let queued = f.qos != QoS::AtMostOnce;
+                session.deliver(Delivery {
                     message: message.clone(),
                     qos: f.qos,
                     retain: f.retain,
                     subscription_ids: f.ids,
                 });
+                if pushback && queued && session.is_congested() {
+                    full.push(s.clone());
+                }
             }
         }
+        full
     }
 
     /// Adds a subscription; returns true if it is new (not a replacement). Returns once
