@@ -481,17 +481,21 @@ impl Shard {
         self.interest
             .borrow()
             .for_each_match(message.topic.as_str(), |_, s, ()| targets.insert(*s));
-        let ticket = ack.map(|out| AckTicket::new(out.clone()));
         let mut remote = ShardSet::default();
         let mut remotes = 0u16;
         for s in targets.iter().filter(|s| *s != self.id) {
             remote.insert(s);
             remotes += 1;
         }
-        let ticket_id = match (&ticket, remotes) {
-            (Some(t), n) if n > 0 => Some(self.pushback.await_shards(t, n)),
+        // A ticket only when something can hold the acknowledgement back: another shard,
+        // or a congested local session (the common local case allocates nothing).
+        let mut ticket = match ack {
+            Some(out) if remotes > 0 => Some(AckTicket::new(out.clone())),
             _ => None,
         };
+        let ticket_id = ticket
+            .as_ref()
+            .map(|t| self.pushback.await_shards(t, remotes));
         for s in remote.iter() {
             let forward = DataMsg::Publish {
                 message: message.clone(),
@@ -504,8 +508,9 @@ impl Shard {
             }
         }
         if targets.contains(self.id) {
-            let full = self.deliver_local(&Rc::new(message), ticket.is_some());
-            if let (Some(t), false) = (&ticket, full.is_empty()) {
+            let full = self.deliver_local(&Rc::new(message), ack.is_some());
+            if let (Some(out), false) = (ack, full.is_empty()) {
+                let t = ticket.get_or_insert_with(|| AckTicket::new(out.clone()));
                 t.hold();
                 let t = t.clone();
                 let limit = self.pushback_wait();
