@@ -1,15 +1,25 @@
 //! A client connection: the CONNECT phase (and hand-off to the client id's home shard),
 //! then one task that reads, decodes, dispatches, and writes everything the connection has
 //! to send in one `write` per round. Keep-alive and takeover end it here.
+//!
+//! Most connections of a big deployment are idle, so an idle connection holds as little as
+//! possible: no read chunk (reads go through one scratch buffer per shard, [`read`]), no
+//! empty buffers, no handler state (packets are dispatched in a future boxed for the burst),
+//! no timer ([`keep_alive`]).
 
+mod keep_alive;
+mod read;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::handler::{self, Conn, Flow, HandlerError};
@@ -20,11 +30,12 @@ use crate::protocol::{
 use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::Shard;
+pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
 
-/// Read chunk of a new connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
+/// First read size of a connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
 const INITIAL_READ_BYTES: usize = 1024;
 
-/// Read chunk while waiting for CONNECT (a typical CONNECT is under 100 bytes).
+/// Read size while waiting for CONNECT (a typical CONNECT is under 100 bytes).
 const CONNECT_BUFFER_BYTES: usize = 512;
 
 /// How long the last flush of a closing connection may take.
@@ -50,14 +61,47 @@ pub enum End {
 
 /// Serves a newly accepted socket: reads its CONNECT, then serves it here or hands it to
 /// its home shard.
-pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
+///
+/// The CONNECT phase and the session set-up run in a boxed future that is freed once the
+/// connection is up: the future returned here is what the connection's task holds for its
+/// whole life, so it holds only the connection's state ([`Conn`], [`Io`]) and the wait.
+pub fn accept(shard: Rc<Shard>, stream: TcpStream) -> impl Future<Output = ()> {
+    run(Box::pin(accept_connect(shard, stream)))
+}
+
+/// Serves a connection handed over by the shard that accepted it.
+pub fn adopt(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    connect: Box<Connect>,
+    buffered: Bytes,
+    peer: SocketAddr,
+) -> impl Future<Output = ()> {
+    run(Box::pin(start_session(
+        shard, stream, connect, buffered, peer, false,
+    )))
+}
+
+type Setup = Pin<Box<dyn Future<Output = Option<(Conn, Io)>>>>;
+
+/// Sets the connection up, serves it, and ends it.
+async fn run(setup: Setup) {
+    let Some((mut conn, mut io)) = setup.await else {
+        return;
+    };
+    let end = serve(&mut conn, &mut io).await;
+    Box::pin(finish(conn, io.stream, end)).await;
+}
+
+/// The CONNECT phase: returns the connection if it is served on this shard.
+async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn, Io)> {
     let peer = match stream.peer_addr() {
         Ok(p) => p,
-        Err(_) => return,
+        Err(_) => return None,
     };
     let _ = stream.set_nodelay(true);
     let limits = &shard.config.limits;
-    let mut rbuf = BytesMut::with_capacity(CONNECT_BUFFER_BYTES);
+    let mut rbuf = BytesMut::new();
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
@@ -74,12 +118,12 @@ pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
         Some(Err(ConnectFailure::Decode(e))) => {
             reject_undecodable(&mut stream, &e).await;
             tracing::debug!(%peer, error = %e, "bad CONNECT");
-            return;
+            return None;
         }
-        Some(Err(ConnectFailure::Io)) => return,
+        Some(Err(ConnectFailure::Io)) => return None,
         None => {
             tracing::debug!(%peer, "no CONNECT within connect_timeout_secs");
-            return;
+            return None;
         }
     };
     let mut connect = connect;
@@ -93,7 +137,7 @@ pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
             _ => {
                 refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
                 tracing::info!(%peer, "refused: empty client id without clean session");
-                return;
+                return None;
             }
         }
         connect.client_id = assign_client_id(&shard);
@@ -102,26 +146,18 @@ pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
     if connect.client_id.len() > usize::from(limits.client_id_bytes_max) {
         refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
         tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
-        return;
+        return None;
     }
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
-        establish(
-            shard,
-            stream,
-            Box::new(connect),
-            rbuf.freeze(),
-            peer,
-            assigned,
-        )
-        .await;
-        return;
+        let connect = Box::new(connect);
+        return start_session(shard, stream, connect, rbuf.freeze(), peer, assigned).await;
     }
     let fd = match crate::shard::dup_fd(stream.as_raw_fd()) {
         Ok(fd) => fd,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot hand the connection off");
-            return;
+            return None;
         }
     };
     drop(stream);
@@ -134,17 +170,7 @@ pub async fn accept(shard: Rc<Shard>, mut stream: TcpStream) {
     if shard.hand_off(home, handoff).await.is_err() {
         tracing::warn!(%peer, %home, "home shard is gone; connection dropped");
     }
-}
-
-/// Serves a connection handed over by the shard that accepted it.
-pub async fn adopt(
-    shard: Rc<Shard>,
-    stream: TcpStream,
-    connect: Box<Connect>,
-    buffered: Bytes,
-    peer: SocketAddr,
-) {
-    establish(shard, stream, connect, buffered, peer, false).await;
+    None
 }
 
 enum ConnectFailure {
@@ -157,7 +183,6 @@ async fn read_connect(
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Connect, ConnectFailure> {
-    let mut chunk = [0u8; CONNECT_BUFFER_BYTES];
     loop {
         match decode(rbuf, None, max) {
             Ok(Decoded::Packet(Packet::Connect(c))) => return Ok(*c),
@@ -165,9 +190,9 @@ async fn read_connect(
             Ok(Decoded::Incomplete { .. }) => {}
             Err(e) => return Err(ConnectFailure::Decode(e)),
         }
-        match stream.read(&mut chunk).await {
+        match future::poll_fn(|cx| read::poll_read(stream, cx, CONNECT_BUFFER_BYTES, rbuf)).await {
             Ok(0) | Err(_) => return Err(ConnectFailure::Io),
-            Ok(n) => rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(_) => {}
         }
     }
 }
@@ -227,15 +252,16 @@ fn assign_client_id(shard: &Shard) -> MqttString {
     }
 }
 
-/// On the home shard: takeover, session start or resume, CONNACK, then the packet loop.
-async fn establish(
+/// On the home shard: takeover, session start or resume, CONNACK (pushed to the outbox).
+/// Returns the connection ready for [`serve`].
+async fn start_session(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
-) {
+) -> Option<(Conn, Io)> {
     let version = connect.protocol;
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
@@ -301,118 +327,139 @@ async fn establish(
         client_id = %client_id, %peer, shard = %shard.id, %version,
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
     );
-    let mut conn = Conn {
-        shard: shard.clone(),
+    let session_expiry_at_connect = p.session_expiry_interval.unwrap_or(0);
+    let problem_information = p.request_problem_information.unwrap_or(true);
+    let conn = Conn {
+        shard,
         version,
         client_id,
         key,
         session,
         outbox,
-        will: connect.will,
-        session_expiry_at_connect: p.session_expiry_interval.unwrap_or(0),
-        problem_information: p.request_problem_information.unwrap_or(true),
+        will: connect.will.map(Box::new),
+        session_expiry_at_connect,
+        problem_information,
         held: std::collections::VecDeque::new(),
     };
-    let mut rbuf = BytesMut::with_capacity(buffered.len());
-    rbuf.extend_from_slice(&buffered);
-    let end = serve(&mut conn, &mut stream, rbuf, keep_alive).await;
-    finish(conn, stream, end).await;
+    let limits = &conn.shard.config.limits;
+    let io = Io {
+        stream,
+        // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
+        rbuf: BytesMut::from(&buffered[..]),
+        wbuf: BytesMut::new(),
+        read_len: INITIAL_READ_BYTES.min(limits.read_buffer_bytes),
+        // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24]; the
+        // shard's keep-alive sweep watches the deadline.
+        grace: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+    };
+    conn.outbox
+        .set_deadline(io.grace.map(|g| Instant::now() + g));
+    conn.shard.keep_alive.watch(&conn.outbox);
+    Some((conn, io))
+}
+
+/// A served connection's socket and buffers.
+struct Io {
+    stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    rbuf: BytesMut,
+    /// What is being written (swapped with the outbox's buffer).
+    wbuf: BytesMut,
+    /// Bytes to ask for in the next read; grows x4 per full read to
+    /// `limits.read_buffer_bytes`.
+    read_len: usize,
+    /// How long after a packet the next must come; `None` without keep-alive.
+    grace: Option<Duration>,
 }
 
 /// The packet loop. Returns how the connection ended.
-async fn serve(
-    conn: &mut Conn,
-    stream: &mut TcpStream,
-    mut rbuf: BytesMut,
-    keep_alive: u16,
-) -> End {
+///
+/// This future is what an idle connection's task holds, so it is kept small: dispatching
+/// (whose state is the largest handler's locals, several KB) runs in a future boxed for
+/// each burst of packets, and the wait releases the connection's empty buffers.
+async fn serve(conn: &mut Conn, io: &mut Io) -> End {
     let limits = &conn.shard.config.limits;
     let max_packet = limits.packet_bytes_max as usize;
-    // Buffers start small and grow with the traffic: most connections of a big deployment
-    // are idle devices, and each would otherwise hold the full read and write buffers.
     let read_max = limits.read_buffer_bytes;
-    let mut chunk = vec![0u8; INITIAL_READ_BYTES.min(read_max)];
-    let mut wbuf = BytesMut::new();
-    // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24].
-    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-    let mut last_packet = Instant::now();
     loop {
-        loop {
-            match decode(&mut rbuf, Some(conn.version), max_packet) {
-                Ok(Decoded::Packet(packet)) => {
-                    last_packet = Instant::now();
-                    match handler::dispatch(conn, packet).await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Disconnect { will }) => return End::Disconnected { will },
-                        Err(e) => return End::Error(e),
-                    }
-                }
-                Ok(Decoded::Incomplete { .. }) => break,
-                Err(e) => return End::Error(HandlerError::Decode(e)),
-            }
-            if conn.acks_backlogged() {
-                break;
+        if !io.rbuf.is_empty() {
+            let burst = dispatch_buffered(conn, &mut io.rbuf, max_packet, io.grace);
+            if let Some(end) = Box::pin(burst).await {
+                return end;
             }
         }
         conn.release_acks();
-        if let Err(e) = flush(&conn.outbox, stream, &mut wbuf).await {
+        if let Err(e) = flush(&conn.outbox, &mut io.stream, &mut io.wbuf).await {
             return End::Network(e);
         }
         if let Some(reason) = conn.outbox.close_reason() {
-            return End::Closed(reason);
+            return match reason {
+                ReasonCode::KeepAliveTimeout => End::KeepAlive,
+                r => End::Closed(r),
+            };
         }
-        let deadline = grace.map(|g| last_packet + g);
         // While too many acknowledgements are held back (pushback), stop reading: the
         // client's own window, or TCP, then slows it down.
         let paused = conn.acks_backlogged();
-        let read = async {
-            if paused {
-                future::pending::<()>().await;
-            }
-            Event::Read(stream.read(&mut chunk).await)
-        };
-        let woken = async {
-            conn.outbox.wait().await;
-            Event::Woken
-        };
-        let expired = async {
-            match deadline {
-                Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
-                None => future::pending::<()>().await,
-            }
-            Event::KeepAlive
-        };
-        match read.or(woken).or(expired).await {
-            Event::Read(Ok(0)) => return End::Eof,
-            Event::Read(Ok(n)) => {
-                rbuf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                if n == chunk.len() && chunk.len() < read_max {
+        let Io {
+            stream,
+            rbuf,
+            wbuf,
+            read_len,
+            ..
+        } = io;
+        match read::next_event(stream, &conn.outbox, paused, *read_len, rbuf, wbuf).await {
+            read::Event::Read(Ok(0)) => return End::Eof,
+            read::Event::Read(Ok(n)) => {
+                let full = n == *read_len;
+                if full && *read_len < read_max {
                     // A full read: more is waiting. Read bigger chunks from now on.
-                    chunk.resize((chunk.len() * 4).min(read_max), 0);
+                    *read_len = (*read_len * 4).min(read_max);
                 }
                 // A busy client's socket is always readable, so its reads never return
-                // Pending and glommio never switches tasks by itself: after a full chunk
+                // Pending and glommio never switches tasks by itself: after a full read
                 // (more is waiting) yield, so the connections it delivers to get to flush
                 // (without this, a few publishers starved their subscribers, whose buffers
-                // filled and shed QoS 0). A partial chunk means the socket is drained: only
+                // filled and shed QoS 0). A partial read means the socket is drained: only
                 // yield if this task has used up its time slice.
-                if n == chunk.len() {
+                if full {
                     glommio::executor().yield_now().await;
                 } else {
                     glommio::executor().yield_if_needed().await;
                 }
             }
-            Event::Read(Err(e)) => return End::Network(e),
-            Event::Woken => {}
-            Event::KeepAlive => return End::KeepAlive,
+            read::Event::Read(Err(e)) => return End::Network(e),
+            read::Event::Woken => {}
         }
     }
 }
 
-enum Event {
-    Read(std::io::Result<usize>),
-    Woken,
-    KeepAlive,
+/// Decodes and dispatches the complete packets in `rbuf` (all of them, unless pushback
+/// holds back so many acknowledgements that reading stops). Returns how the connection
+/// ended, if it did.
+async fn dispatch_buffered(
+    conn: &mut Conn,
+    rbuf: &mut BytesMut,
+    max_packet: usize,
+    grace: Option<Duration>,
+) -> Option<End> {
+    loop {
+        match decode(rbuf, Some(conn.version), max_packet) {
+            Ok(Decoded::Packet(packet)) => {
+                conn.outbox.set_deadline(grace.map(|g| Instant::now() + g));
+                match handler::dispatch(conn, packet).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Disconnect { will }) => return Some(End::Disconnected { will }),
+                    Err(e) => return Some(End::Error(e)),
+                }
+            }
+            Ok(Decoded::Incomplete { .. }) => return None,
+            Err(e) => return Some(End::Error(HandlerError::Decode(e))),
+        }
+        if conn.acks_backlogged() {
+            return None;
+        }
+    }
 }
 
 /// Writes everything buffered for this connection, in as few writes as it takes.

@@ -25,7 +25,8 @@ pub struct Conn {
     pub key: SessionKey,
     pub session: Rc<RefCell<Session>>,
     pub outbox: Rc<Outbox>,
-    pub will: Option<Will>,
+    /// Boxed: most connections have none, and a `Will` is over 200 bytes.
+    pub will: Option<Box<Will>>,
     /// The Session Expiry Interval the CONNECT set (v5 forbids raising 0 at DISCONNECT).
     pub session_expiry_at_connect: u32,
     /// v5 Request Problem Information: reason strings may be sent.
@@ -171,6 +172,7 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
 pub async fn end_session(conn: Conn, publish_will: bool) {
     if publish_will {
         if let Some(will) = conn.will {
+            let will = *will;
             let p = will.properties;
             let properties = crate::protocol::PublishProperties {
                 payload_format_indicator: p.payload_format_indicator,

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -25,8 +26,12 @@ pub struct Outbox {
     waker: RefCell<Option<Waker>>,
     woken: Cell<bool>,
     /// Set when the connection must end: takeover, shutdown, a protocol error found
-    /// elsewhere. The reason goes to a v5 client in a DISCONNECT.
+    /// elsewhere, keep-alive expiry. The reason goes to a v5 client in a DISCONNECT.
     close: Cell<Option<ReasonCode>>,
+    /// When the connection must have received its next packet (1.5 x keep-alive after the
+    /// last one [MQTT-3.1.2-24]); `None` without keep-alive. Watched by the shard's
+    /// keep-alive sweep rather than a timer per connection.
+    deadline: Cell<Option<Instant>>,
 }
 
 impl Outbox {
@@ -38,7 +43,25 @@ impl Outbox {
             waker: RefCell::new(None),
             woken: Cell::new(false),
             close: Cell::new(None),
+            deadline: Cell::new(None),
         }
+    }
+
+    /// Frees the buffer's memory if it is empty: called when the connection goes idle, so an
+    /// idle connection holds no write buffer (the next push allocates a fresh one).
+    pub fn release_idle(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline.get()
+    }
+
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        self.deadline.set(deadline);
     }
 
     pub fn version(&self) -> ProtocolVersion {

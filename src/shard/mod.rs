@@ -119,6 +119,8 @@ pub struct Shard {
     pushback: Pushback,
     pub shutdown: Shutdown,
     pub connections: Gate,
+    /// Keep-alive deadlines of this shard's connections.
+    pub keep_alive: crate::connection::KeepAlive,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
@@ -209,6 +211,7 @@ async fn shard_main(
         pushback: Pushback::new(count),
         shutdown: shutdown.clone(),
         connections: Gate::new(),
+        keep_alive: crate::connection::KeepAlive::default(),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
     for listener in &config.listeners {
@@ -225,6 +228,7 @@ async fn shard_main(
         .detach();
     }
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
+    glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
     tracing::debug!(shard = %id, "serving");
     shutdown.wait().await;
     // Ask every connection to end (v5 clients get DISCONNECT 0x8B); wills are published by
