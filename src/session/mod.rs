@@ -109,7 +109,8 @@ pub struct Session {
     outbox: Option<Rc<Outbox>>,
     /// Woken when the queue has drained to the low-water mark, the session is stalled, or
     /// the client is gone: what acknowledgements held back by this session wait for.
-    drained: Rc<Notify>,
+    /// Made on first use: most sessions never push back.
+    drained: Option<Rc<Notify>>,
     /// A publisher waited `pushback_wait_ms` in vain: nobody waits for this session until
     /// its queue is back at the low-water mark.
     stalled: bool,
@@ -134,7 +135,7 @@ impl Session {
             next_packet_id: 1,
             inbound_qos2: HashSet::new(),
             outbox: None,
-            drained: Rc::default(),
+            drained: None,
             stalled: false,
             client_receive_max: limits.inflight_count_max,
             client_max_packet_bytes: usize::MAX,
@@ -182,7 +183,7 @@ impl Session {
         self.outbox = None;
         self.disconnected_at = Some(now);
         // An offline session never holds a publisher back.
-        self.drained.notify_all();
+        self.wake_waiters();
     }
 
     /// Whether this session holds back the acknowledgements of messages that reach it: it
@@ -203,8 +204,8 @@ impl Session {
     }
 
     /// Wakes whoever waits for [`Session::has_room`].
-    pub fn drained(&self) -> Rc<Notify> {
-        self.drained.clone()
+    pub fn drained(&mut self) -> Rc<Notify> {
+        self.drained.get_or_insert_with(Rc::default).clone()
     }
 
     /// A publisher waited the longest allowed: stop holding anyone back for this session
@@ -212,7 +213,15 @@ impl Session {
     pub fn mark_stalled(&mut self) {
         if !self.stalled {
             self.stalled = true;
-            self.drained.notify_all();
+            self.wake_waiters();
+        }
+    }
+
+    fn wake_waiters(&self) {
+        if let Some(n) = &self.drained {
+            if n.waiters() > 0 {
+                n.notify_all();
+            }
         }
     }
 
@@ -303,9 +312,7 @@ impl Session {
         }
         if self.pending.len() <= self.limits.pushback_messages / 2 {
             self.stalled = false;
-            if self.drained.waiters() > 0 {
-                self.drained.notify_all();
-            }
+            self.wake_waiters();
         }
     }
 

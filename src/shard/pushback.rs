@@ -157,7 +157,7 @@ pub async fn wait_for_room(sessions: Vec<Rc<RefCell<Session>>>, limit: Duration)
             if s.borrow().has_room() {
                 break;
             }
-            let drained = s.borrow().drained();
+            let drained = s.borrow_mut().drained();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero()
                 || super::with_timeout(drained.notified(), left)
