@@ -644,8 +644,8 @@ impl Scanned {
         self.record_bytes
     }
 
-    /// Where the torn tail starts, if there is one.
-    pub fn torn_at(&self) -> Option<TornCause> {
+    /// Why the last segment's tail is torn, if it is ([`Recovery::into_log`] cuts it).
+    pub fn torn_cause(&self) -> Option<TornCause> {
         self.torn.map(|t| t.cause)
     }
 }
