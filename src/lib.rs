@@ -5,11 +5,14 @@
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
+//! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
+//!   recovery (not wired into the broker yet).
 
 pub mod config;
 pub mod connection;
 pub mod handler;
 pub mod message;
+pub mod persist;
 pub mod protocol;
 pub mod router;
 pub mod session;
