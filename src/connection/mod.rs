@@ -444,6 +444,11 @@ async fn dispatch_buffered(
     grace: Option<Duration>,
 ) -> Option<End> {
     loop {
+        // Checked before each packet: a wake-up while reading is paused must not let one
+        // more PUBLISH in each time.
+        if conn.acks_backlogged() {
+            return None;
+        }
         match decode(rbuf, Some(conn.version), max_packet) {
             Ok(Decoded::Packet(packet)) => {
                 conn.outbox.set_deadline(grace.map(|g| Instant::now() + g));
@@ -455,9 +460,6 @@ async fn dispatch_buffered(
             }
             Ok(Decoded::Incomplete { .. }) => return None,
             Err(e) => return Some(End::Error(HandlerError::Decode(e))),
-        }
-        if conn.acks_backlogged() {
-            return None;
         }
     }
 }
