@@ -256,6 +256,36 @@ impl Storage {
         None
     }
 
+    /// Every delivery still queued for session `no` (start-up, moving a session to
+    /// another shard): read in order from the queue's place in the log.
+    pub fn queued(&self, no: u64, queue: &RecoveredQueue) -> Vec<(Target, Message)> {
+        let mut found = Vec::new();
+        let Some(from) = queue.cursor else {
+            return found;
+        };
+        let log = self.log.borrow();
+        let Some(log) = log.as_ref() else {
+            return found;
+        };
+        for record in log.records_from(from) {
+            if record.record_type != DELIVER {
+                continue;
+            }
+            let Some(target) = deliver_target(record.body, no) else {
+                continue;
+            };
+            if target.seq < queue.low_seq || queue.acked.contains(&target.seq) {
+                continue;
+            }
+            if let Ok(StateRecord::Deliver { message, .. }) =
+                StateRecord::decode(record.record_type, record.body)
+            {
+                found.push((target, message));
+            }
+        }
+        found
+    }
+
     /// Flushes everything, on this thread (clean shutdown).
     pub fn flush_now(&self) {
         if let Some(log) = self.log.borrow_mut().as_mut() {
