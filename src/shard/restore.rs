@@ -353,12 +353,54 @@ impl Shard {
         }
     }
 
+    /// Copies forward the queues that hold many segments of mostly dead records (a
+    /// session offline for long, whose oldest message is far back in the log), so that
+    /// those segments can go: disk use stays proportional to live data.
+    fn move_pinning_queues(&self) {
+        let Some(end) = self.storage.end() else {
+            return;
+        };
+        let segment = self.storage.segment_bytes();
+        let sessions: Vec<_> = self
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in sessions {
+            let (no, at) = {
+                let session = s.borrow();
+                let (Some(no), Some((at, live))) = (session.durable_no(), session.pinned()) else {
+                    continue;
+                };
+                let span = end.get().saturating_sub(at.get());
+                // Worth it when the session holds back two segments or more, of which its
+                // own messages are less than half.
+                if span < 2 * segment || live.saturating_mul(2) >= span {
+                    continue;
+                }
+                (no, at)
+            };
+            let moved = {
+                let session = s.borrow();
+                self.storage
+                    .copy_queue(no, at, |seq| session.is_incomplete(seq))
+            };
+            let mut session = s.borrow_mut();
+            tracing::debug!(client_id = %session.client_id, messages = moved.len(), "queue moved forward in the log");
+            session.relocated(&moved);
+            let journal = session.take_journal();
+            self.storage.append_all(&journal);
+        }
+    }
+
     /// Once enough has been written since the last checkpoint: writes one (the live
     /// state), then deletes the segments nothing live points into any more.
     pub(super) async fn compact(&self) {
         if !self.storage.checkpoint_due() {
             return;
         }
+        self.move_pinning_queues();
         let mut records = Vec::new();
         let mut oldest: Option<LogOffset> = None;
         for (_, s) in self.sessions.borrow().iter() {

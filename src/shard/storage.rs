@@ -286,6 +286,80 @@ impl Storage {
         found
     }
 
+    /// Copies the deliveries of session `no` that `keep` selects, from `from` up to the
+    /// log's current end, to the end of the log, in order and in chunks (memory stays
+    /// bounded whatever the queue's length). Returns where each copy went, by sequence
+    /// number.
+    pub fn copy_queue(
+        &self,
+        no: u64,
+        from: LogOffset,
+        keep: impl Fn(u64) -> bool,
+    ) -> HashMap<u64, LogOffset> {
+        const CHUNK: usize = 256;
+        let mut moved = HashMap::new();
+        let Some(end) = self.end() else {
+            return moved;
+        };
+        let mut pos = from;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut done = true;
+            {
+                let log = self.log.borrow();
+                let Some(log) = log.as_ref() else {
+                    break;
+                };
+                for record in log.records_from(pos) {
+                    if record.offset >= end {
+                        break;
+                    }
+                    if chunk.len() == CHUNK {
+                        pos = record.offset;
+                        done = false;
+                        break;
+                    }
+                    if record.record_type != DELIVER {
+                        continue;
+                    }
+                    let Some(target) = deliver_target(record.body, no) else {
+                        continue;
+                    };
+                    if !keep(target.seq) || moved.contains_key(&target.seq) {
+                        continue;
+                    }
+                    if let Ok(StateRecord::Deliver { message, .. }) =
+                        StateRecord::decode(record.record_type, record.body)
+                    {
+                        chunk.push((target, message));
+                    }
+                }
+            }
+            for (target, message) in chunk {
+                let seq = target.seq;
+                let (at, _) = self.append(&StateRecord::Deliver {
+                    targets: vec![target],
+                    tag: None,
+                    message,
+                });
+                moved.insert(seq, at);
+            }
+            if done {
+                break;
+            }
+        }
+        moved
+    }
+
+    /// The log's end (where the next record goes).
+    pub fn end(&self) -> Option<LogOffset> {
+        self.log.borrow().as_ref().map(Log::end_offset)
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.options.segment_bytes
+    }
+
     /// Flushes everything, on this thread (clean shutdown).
     pub fn flush_now(&self) {
         if let Some(log) = self.log.borrow_mut().as_mut() {
