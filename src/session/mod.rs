@@ -571,6 +571,7 @@ impl Session {
             seq: loaded.seq,
             at: Some(loaded.at),
         });
+        self.check_drained();
         true
     }
 
@@ -643,7 +644,7 @@ impl Session {
     /// is connected, not stalled, and its queue is at the pushback mark.
     pub fn is_congested(&self) -> bool {
         self.limits.pushback_messages > 0
-            && self.pending.len() >= self.limits.pushback_messages
+            && self.queued_len() >= self.limits.pushback_messages
             && self.is_connected()
             && !self.stalled
     }
@@ -651,7 +652,7 @@ impl Session {
     /// Whether an acknowledgement held back by this session may go: the queue is down to
     /// half the pushback mark, or the session is stalled or offline.
     pub fn has_room(&self) -> bool {
-        self.pending.len() <= self.limits.pushback_messages / 2
+        self.queued_len() <= self.limits.pushback_messages / 2
             || self.stalled
             || !self.is_connected()
     }
@@ -765,7 +766,13 @@ impl Session {
             self.pending_bytes -= d.message.size_bytes();
             self.send_inflight(d);
         }
-        if self.pending.len() <= self.limits.pushback_messages / 2 {
+        self.check_drained();
+    }
+
+    /// Wakes the publishers held back by this session once its queue is down to the
+    /// low-water mark.
+    fn check_drained(&mut self) {
+        if self.queued_len() <= self.limits.pushback_messages / 2 {
             self.stalled = false;
             self.wake_waiters();
         }
@@ -886,6 +893,11 @@ impl Session {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Messages waiting behind the window, in memory or (persistent sessions) on disk.
+    pub fn queued_len(&self) -> usize {
+        self.pending.len() + self.disk_queue_len() as usize
     }
 
     /// Messages queued on disk (persistent sessions).

@@ -704,3 +704,154 @@ impl Recovered {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{QoS, TopicName};
+    use bytes::Bytes;
+
+    fn message(payload: &str) -> Message {
+        Message {
+            topic: TopicName::try_from("t").expect("topic"),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            origin: Arc::from("p"),
+            received_at: Instant::now(),
+        }
+    }
+
+    fn deliver(no: u64, seq: u64) -> StateRecord {
+        StateRecord::Deliver {
+            targets: vec![Target {
+                no,
+                seq,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                sent: false,
+                ids: vec![],
+            }],
+            tag: None,
+            message: message("m"),
+        }
+    }
+
+    fn session(no: u64, id: &str) -> StateRecord {
+        StateRecord::Session {
+            no,
+            expiry_secs: 60,
+            client_id: Arc::from(id),
+        }
+    }
+
+    fn replay(records: Vec<StateRecord>) -> Recovered {
+        let mut r = Recovered::default();
+        for (i, rec) in records.into_iter().enumerate() {
+            r.apply(LogOffset::new(i as u64 * 100), rec);
+        }
+        r
+    }
+
+    #[test]
+    fn a_queue_is_rebuilt_from_deliveries_and_acks() {
+        let r = replay(vec![
+            session(1, "a"),
+            deliver(1, 1), // offset 100
+            deliver(1, 2), // 200
+            deliver(1, 3), // 300
+            StateRecord::Acked {
+                no: 1,
+                seq: 2,
+                low_seq: 1,
+                low_offset: Some(LogOffset::new(100)),
+            },
+            StateRecord::Acked {
+                no: 1,
+                seq: 1,
+                low_seq: 3,
+                low_offset: Some(LogOffset::new(300)),
+            },
+        ]);
+        let q = &r.state.sessions[&1].queue;
+        assert_eq!(
+            (q.next_seq, q.low_seq, q.cursor),
+            (4, 3, Some(LogOffset::new(300)))
+        );
+        assert!(q.acked.is_empty(), "acks below the low mark are forgotten");
+        assert_eq!(q.len(), 1);
+        assert_eq!(r.max_no, 1);
+    }
+
+    #[test]
+    fn a_complete_checkpoint_replaces_earlier_state_and_a_torn_one_is_ignored() {
+        let r = replay(vec![
+            session(1, "gone-before-checkpoint"),
+            session(2, "kept"),
+            StateRecord::CheckpointBegin,
+            session(2, "kept"),
+            StateRecord::CheckpointEnd,
+            session(3, "after"),
+        ]);
+        let ids: Vec<_> = r.state.sessions.keys().copied().collect();
+        assert_eq!(ids, [2, 3]);
+        let torn = replay(vec![
+            session(1, "a"),
+            StateRecord::CheckpointBegin,
+            session(2, "b"),
+        ]);
+        let ids: Vec<_> = torn.state.sessions.keys().copied().collect();
+        assert_eq!(
+            ids,
+            [1],
+            "a checkpoint without its end marker changes nothing"
+        );
+    }
+
+    #[test]
+    fn retained_set_and_clear_and_inbound_qos2_ids() {
+        let id = crate::protocol::PacketId::new(5).expect("id");
+        let r = replay(vec![
+            session(1, "a"),
+            StateRecord::Retain {
+                tag: None,
+                message: message("x"),
+            },
+            StateRecord::Accepted {
+                no: 1,
+                packet_id: id,
+                first: None,
+                message: message("q2"),
+            },
+            StateRecord::Retain {
+                tag: Some(Tag {
+                    shard: 1,
+                    offset: 9,
+                }),
+                message: message(""),
+            },
+        ]);
+        assert!(r.state.retained.is_empty(), "an empty payload clears");
+        assert!(r.tags.contains(&Tag {
+            shard: 1,
+            offset: 9
+        }));
+        let s = &r.state.sessions[&1];
+        assert_eq!(s.inbound[&5].0, LogOffset::new(200));
+        let r = replay(vec![
+            session(1, "a"),
+            StateRecord::Accepted {
+                no: 1,
+                packet_id: id,
+                first: None,
+                message: message("q2"),
+            },
+            StateRecord::InReleased {
+                no: 1,
+                packet_id: id,
+            },
+        ]);
+        assert!(r.state.sessions[&1].inbound.is_empty());
+    }
+}
