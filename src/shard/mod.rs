@@ -518,6 +518,7 @@ impl Shard {
                 from,
                 ticket,
             } => {
+                self.storage.ensure_log().await;
                 let end = self.store_retained(*message, tag);
                 if let Some(id) = ticket {
                     let shard = self.clone();
@@ -624,6 +625,9 @@ impl Shard {
             .map(|t| self.pushback.await_shards(t, answers_due));
         match retain_owner {
             Some(owner) if owner == self.id => {
+                // A shard that has never logged anything makes its log here, off the
+                // loop (no-op once it exists).
+                self.storage.ensure_log().await;
                 if let Some(end) = self.store_retained(message.detached(), tag) {
                     self.hold_until_durable(&mut ticket, ack, end);
                 }

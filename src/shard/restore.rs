@@ -218,6 +218,7 @@ impl Shard {
         let mut cleared = message.clone();
         cleared.payload = bytes::Bytes::new();
         if owner == self.id {
+            self.storage.ensure_log().await;
             self.store_retained(message, None);
             self.storage.flush_now();
         } else {
@@ -252,6 +253,7 @@ impl Shard {
             return;
         }
         let st = &self.storage;
+        st.ensure_log().await;
         let no = st.new_session_no();
         st.append(&StateRecord::Session {
             no,

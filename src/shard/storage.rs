@@ -33,6 +33,8 @@ pub struct Storage {
     waiters: RefCell<VecDeque<(LogOffset, Waiter)>>,
     flush_wanted: Notify,
     prepare_wanted: Notify,
+    opening: Cell<bool>,
+    opened: Notify,
     buf: RefCell<Vec<u8>>,
     next_no: Cell<u64>,
     /// Tags of the tagged records recovery found: the in-doubt QoS 2 messages re-routed at
@@ -112,6 +114,8 @@ impl Storage {
             waiters: RefCell::default(),
             flush_wanted: Notify::default(),
             prepare_wanted: Notify::default(),
+            opening: Cell::new(false),
+            opened: Notify::default(),
             buf: RefCell::default(),
             next_no: Cell::new(recovered.max_no + 1),
             recovered_tags: RefCell::new(std::mem::take(&mut recovered.tags)),
@@ -124,6 +128,36 @@ impl Storage {
 
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
+    }
+
+    /// Makes sure the log exists, creating its first segment off the loop if this shard
+    /// has never written one (a shard that only ever serves clean sessions has no files).
+    pub async fn ensure_log(&self) {
+        loop {
+            if self.log.borrow().is_some() {
+                return;
+            }
+            if self.opening.get() {
+                self.opened.notified().await;
+                continue;
+            }
+            self.opening.set(true);
+            let (dir, options) = (self.dir.clone(), self.options);
+            let opened = glommio::executor()
+                .spawn_blocking(move || Log::open(&dir, options))
+                .await;
+            self.opening.set(false);
+            match opened {
+                Ok((log, _)) => {
+                    let mut slot = self.log.borrow_mut();
+                    if slot.is_none() {
+                        *slot = Some(log);
+                    }
+                }
+                Err(e) => fatal(&e),
+            }
+            self.opened.notify_all();
+        }
     }
 
     /// A number for a new persistent session.
@@ -155,7 +189,7 @@ impl Storage {
                     s.records.set(s.records.get() + 1);
                     self.since_checkpoint
                         .set(self.since_checkpoint.get() + end.get().saturating_sub(at.get()));
-                    if !log.next_segment_ready() {
+                    if !log.next_segment_ready() && log.active_half_full() {
                         self.prepare_wanted.notify_all();
                     }
                     return (at, end);
@@ -471,7 +505,12 @@ pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
 pub async fn preparer(storage: Rc<Storage>, shutdown: super::Shutdown) {
     while !shutdown.is_triggered() {
         let wanted = storage.prepare_wanted.notified();
-        let job = storage.log.borrow().as_ref().and_then(Log::prepare_job);
+        let job = storage
+            .log
+            .borrow()
+            .as_ref()
+            .filter(|log| log.active_half_full())
+            .and_then(Log::prepare_job);
         match job {
             Some(job) => match glommio::executor().spawn_blocking(move || job.run()).await {
                 Ok(prepared) => {
