@@ -266,7 +266,15 @@ async fn start_session(
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
-    let existing = shard.sessions.borrow().find(&client_id);
+    let mut existing = shard.sessions.borrow().find(&client_id);
+    // A session past its expiry is not resumed, even if the once-a-second sweep has not
+    // removed it yet (e.g. it expired while the broker was down).
+    if let Some((key, s)) = &existing {
+        if s.borrow().is_expired(Instant::now()) {
+            shard.remove_session(*key).await;
+            existing = None;
+        }
+    }
     if let Some((_, s)) = &existing {
         let mut s = s.borrow_mut();
         if let Some(old) = s.outbox().cloned() {
@@ -536,7 +544,6 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         let last_words = flush(&conn.outbox, &mut stream, &mut wbuf);
         let _ = crate::shard::with_timeout(last_words, FINAL_FLUSH_TIMEOUT).await;
     }
-    let _ = stream.close().await;
     let will = match &end {
         End::Disconnected { will } => *will,
         _ => true,
@@ -547,5 +554,9 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         }
         _ => tracing::info!(client_id = %conn.client_id, reason = ?end, "connection closed"),
     }
+    // The session's end is logged before the socket closes: a client that saw its
+    // DISCONNECT accepted must not find its will published, or its session's expiry
+    // restarted, by a crash right after.
     handler::end_session(conn, will).await;
+    let _ = stream.close().await;
 }
