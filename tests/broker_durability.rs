@@ -61,17 +61,9 @@ fn durable_broker() -> Broker {
     Broker::with_shards(SHARDS)
 }
 
-/// A client id whose home is `shard` of `shards`.
-fn id_on(prefix: &str, shard: usize, shards: usize) -> String {
-    (0..)
-        .map(|n| format!("{prefix}-{n}"))
-        .find(|id| stable_hash(id.as_bytes()) % shards as u64 == shard as u64)
-        .expect("some id hashes to every shard")
-}
-
 /// A client id whose home is `shard` of [`SHARDS`].
 fn id_on_shard(prefix: &str, shard: usize) -> String {
-    id_on(prefix, shard, SHARDS)
+    client_id_on_shard(prefix, shard, SHARDS)
 }
 
 fn other_version(v: ProtocolVersion) -> ProtocolVersion {

@@ -98,6 +98,15 @@ pub fn skip_unless_ringmq(why: &str) -> bool {
     true
 }
 
+/// The first of `<prefix>-0`, `<prefix>-1`, ... whose home is `shard` of `shards`: ringmq
+/// homes a session on shard `stable_hash(client id) % shards`.
+pub fn client_id_on_shard(prefix: &str, shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| ringmq::shard::mesh::stable_hash(id.as_bytes()) % shards as u64 == shard as u64)
+        .expect("some id hashes to every shard")
+}
+
 /// How long after its last packet a client with keep-alive `secs` may wait for the server
 /// to close the connection: 1.5 x keep-alive [MQTT-3.1.2-24] plus 1 s of scheduling slack.
 /// Mosquitto 2.0.11 checks keep-alives only when its event loop wakes, which on an idle
