@@ -1037,6 +1037,12 @@ impl RawClient {
         }
     }
 
+    /// The TCP stream itself, for a test that reads and writes bytes at its own pace (e.g.
+    /// a pipelined publisher), with the bytes already received and not yet read.
+    pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf.to_vec())
+    }
+
     /// Closes the TCP connection without DISCONNECT: an ungraceful close for the server.
     pub fn drop_connection(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
