@@ -53,6 +53,7 @@ fn throughput(n: usize) -> f64 {
                             DataMsg::Publish {
                                 message: m.clone(),
                                 ticket: None,
+                                tag: None,
                             },
                         )
                         .await
@@ -104,6 +105,7 @@ fn round_trips(n: usize) -> Vec<Duration> {
                             DataMsg::Publish {
                                 message: message(),
                                 ticket: None,
+                                tag: None,
                             },
                         )
                         .await

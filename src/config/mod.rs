@@ -65,6 +65,8 @@ pub const SEGMENT_BYTES_RANGE: RangeInclusive<u64> = (1 << 20)..=(4 << 30);
 pub const SEGMENT_ALIGN_BYTES: u64 = 4096;
 /// Default `storage.session_queue_bytes_max`: 256 MiB.
 pub const SESSION_QUEUE_BYTES_MAX_DEFAULT: u64 = 256 << 20;
+/// Default `storage.session_queue_messages_max`.
+pub const SESSION_QUEUE_MESSAGES_MAX_DEFAULT: u64 = 10_000_000;
 /// Default `storage.disk_quota_bytes`: 8 GiB.
 pub const DISK_QUOTA_BYTES_DEFAULT: u64 = 8 << 30;
 
@@ -363,6 +365,10 @@ pub struct StorageConfig {
     /// messages for that session are dropped and counted. Default 268435456 (256 MiB),
     /// from `limits.packet_bytes_max` up to `disk_quota_bytes`.
     pub session_queue_bytes_max: u64,
+    /// Messages the offline queue of one persistent session may hold (on disk). Hit:
+    /// further messages for that session are dropped and counted, like
+    /// `session_queue_bytes_max`. Default 10000000, minimum 1.
+    pub session_queue_messages_max: u64,
     /// Disk space all shards' logs may use together. Each shard keeps at least one segment
     /// (two while the next one is prepared), so allow for 2 x `segment_bytes` per shard.
     /// Default 8589934592 (8 GiB), minimum 2 x `segment_bytes`.
@@ -377,6 +383,7 @@ impl Default for StorageConfig {
             interval_ms: FSYNC_INTERVAL_MS_DEFAULT,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             session_queue_bytes_max: SESSION_QUEUE_BYTES_MAX_DEFAULT,
+            session_queue_messages_max: SESSION_QUEUE_MESSAGES_MAX_DEFAULT,
             disk_quota_bytes: DISK_QUOTA_BYTES_DEFAULT,
         }
     }
@@ -435,6 +442,13 @@ impl StorageConfig {
                     "must be at least limits.packet_bytes_max ({packet_bytes_max}) so that \
                      one largest message fits"
                 ),
+            ));
+        }
+        if self.session_queue_messages_max == 0 {
+            problems.push(Problem::new(
+                "storage.session_queue_messages_max",
+                0,
+                "must be at least 1",
             ));
         }
         if self.session_queue_bytes_max > self.disk_quota_bytes {

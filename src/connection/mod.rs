@@ -318,11 +318,37 @@ async fn start_session(
         reason: ReasonCode::Success,
         properties: props,
     })));
-    session.borrow_mut().attach(
-        outbox.clone(),
-        p.receive_maximum.map(|r| r.get()),
-        p.maximum_packet_size.map(|m| m.get() as usize),
-    );
+    {
+        let mut s = session.borrow_mut();
+        // A persistent session is logged from its first connection on; clean sessions
+        // never touch the disk.
+        if !s.is_durable() && s.expiry_secs > 0 {
+            s.make_durable(
+                shard.storage.new_session_no(),
+                crate::session::RecoveredQueue::new(),
+            );
+        }
+        if let Some(no) = s.durable_no() {
+            let expiry_secs = s.expiry_secs;
+            s.journal(crate::persist::state::StateRecord::Session {
+                no,
+                expiry_secs,
+                client_id: client_id.clone(),
+            });
+            s.log_will(
+                connect
+                    .will
+                    .as_ref()
+                    .map(|w| handler::will_message(w, &client_id)),
+            );
+        }
+        s.attach(
+            outbox.clone(),
+            p.receive_maximum.map(|r| r.get()),
+            p.maximum_packet_size.map(|m| m.get() as usize),
+        );
+    }
+    shard.sync_session(&session);
     tracing::info!(
         client_id = %client_id, %peer, shard = %shard.id, %version,
         clean_start = connect.clean_start, session_present, keep_alive, "connected"

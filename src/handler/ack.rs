@@ -2,6 +2,7 @@
 
 use super::{Conn, Flow, HandlerError};
 use crate::protocol::{Ack, Packet, ReasonCode};
+use crate::shard::pushback::AckTicket;
 
 /// An acknowledgement for an id we do not have in flight is ignored (it may answer a
 /// message from before a reconnect that the session no longer holds).
@@ -9,6 +10,7 @@ pub fn puback(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
     if let Err(e) = conn.session.borrow_mut().on_puback(a.packet_id) {
         tracing::debug!(client_id = %conn.client_id, error = %e, "PUBACK ignored");
     }
+    conn.shard.sync_session(&conn.session);
     Ok(Flow::Continue)
 }
 
@@ -16,6 +18,7 @@ pub fn pubrec(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
     if !a.reason.is_success() {
         // The client refused the message: the exchange ends here (v5 section 4.3.3).
         let _ = conn.session.borrow_mut().on_pubrec_failed(a.packet_id);
+        conn.shard.sync_session(&conn.session);
         return Ok(Flow::Continue);
     }
     if let Err(e) = conn.session.borrow_mut().on_pubrec(a.packet_id) {
@@ -25,17 +28,36 @@ pub fn pubrec(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
         rel.reason = ReasonCode::PacketIdentifierNotFound;
         conn.outbox.push(&Packet::PubRel(rel));
     }
+    conn.shard.sync_session(&conn.session);
     Ok(Flow::Continue)
 }
 
-/// PUBREL for an inbound QoS 2 message: release its id and answer PUBCOMP.
+/// PUBREL for an inbound QoS 2 message: release its id and answer PUBCOMP. For a
+/// persistent session the release is logged first: a PUBCOMP the client got must not be
+/// undone by a restart (the client may then reuse the id for a new message).
 pub fn pubrel(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
-    let known = conn.session.borrow_mut().inbound_qos2_release(a.packet_id);
+    let known = {
+        let mut s = conn.session.borrow_mut();
+        s.release_accepted(a.packet_id);
+        s.inbound_qos2_release(a.packet_id)
+    };
     let mut comp = Ack::new(a.packet_id);
     if !known {
         comp.reason = ReasonCode::PacketIdentifierNotFound;
     }
-    conn.outbox.push(&Packet::PubComp(comp));
+    let journal = conn.session.borrow_mut().take_journal();
+    let ticket = conn
+        .shard
+        .storage
+        .append_all(&journal)
+        .filter(|end| conn.shard.storage.must_wait(*end))
+        .map(|end| {
+            let t = AckTicket::new(conn.outbox.clone());
+            let held = t.clone();
+            conn.shard.storage.when_durable(end, move || held.release());
+            t
+        });
+    conn.acknowledge(Packet::PubComp(comp), ticket);
     Ok(Flow::Continue)
 }
 
@@ -43,5 +65,6 @@ pub fn pubcomp(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
     if let Err(e) = conn.session.borrow_mut().on_pubcomp(a.packet_id) {
         tracing::debug!(client_id = %conn.client_id, error = %e, "PUBCOMP ignored");
     }
+    conn.shard.sync_session(&conn.session);
     Ok(Flow::Continue)
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::message::Message;
+use crate::persist::state::StateRecord;
 use crate::protocol::{DecodeError, Packet, PacketType, ProtocolVersion, ReasonCode, Will};
 use crate::session::{Outbox, Session};
 use crate::shard::pushback::AckTicket;
@@ -171,28 +172,8 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
 /// the connection. Does nothing to a session another connection has taken over.
 pub async fn end_session(conn: Conn, publish_will: bool) {
     if publish_will {
-        if let Some(will) = conn.will {
-            let will = *will;
-            let p = will.properties;
-            let properties = crate::protocol::PublishProperties {
-                payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: p.message_expiry_interval,
-                content_type: p.content_type,
-                response_topic: p.response_topic,
-                correlation_data: p.correlation_data,
-                user_properties: p.user_properties,
-                ..Default::default()
-            };
-            let message = Message {
-                topic: will.topic,
-                payload: will.payload,
-                qos: will.qos,
-                // [MQTT-3.1.2-14/15] (v5) / [MQTT-3.1.2-16/17] (3.1.1)
-                retain: will.retain,
-                properties,
-                origin: conn.client_id.clone(),
-                received_at: Instant::now(),
-            };
+        if let Some(will) = &conn.will {
+            let message = will_message(will, &conn.client_id);
             conn.shard.publish(message, None).await;
         }
     }
@@ -207,9 +188,49 @@ pub async fn end_session(conn: Conn, publish_will: bool) {
     let expiry = {
         let mut s = conn.session.borrow_mut();
         s.detach(Instant::now());
+        // The will is published or dropped now, either way no longer pending.
+        s.log_will(None);
+        if let Some(no) = s.durable_no() {
+            let expiry_secs = s.expiry_secs;
+            let client_id = s.client_id.clone();
+            s.journal(StateRecord::Session {
+                no,
+                expiry_secs,
+                client_id,
+            });
+            s.journal(StateRecord::Detached {
+                no,
+                unix_ms: crate::persist::state::unix_ms_now(),
+            });
+        }
         s.expiry_secs
     };
+    conn.shard.sync_session(&conn.session);
     if expiry == 0 {
         conn.shard.remove_session(conn.key).await;
+    }
+}
+
+/// The Application Message a will becomes [MQTT-3.1.2-8].
+pub fn will_message(will: &Will, client_id: &Arc<str>) -> Message {
+    let p = &will.properties;
+    let properties = crate::protocol::PublishProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+        ..Default::default()
+    };
+    Message {
+        topic: will.topic.clone(),
+        payload: will.payload.clone(),
+        qos: will.qos,
+        // [MQTT-3.1.2-14/15] (v5) / [MQTT-3.1.2-16/17] (3.1.1)
+        retain: will.retain,
+        properties,
+        origin: client_id.clone(),
+        received_at: Instant::now(),
     }
 }

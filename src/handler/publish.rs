@@ -4,7 +4,8 @@ use std::rc::Rc;
 
 use super::{Conn, Flow, HandlerError};
 use crate::message::Message;
-use crate::protocol::{Ack, Packet, Publish, QoS};
+use crate::persist::state::{StateRecord, Tag};
+use crate::protocol::{Ack, Packet, PacketId, Publish, QoS};
 use crate::shard::pushback::AckTicket;
 
 pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> {
@@ -55,7 +56,7 @@ pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> 
                 s.inbound_qos2_begin(id)
             };
             let ticket = if first {
-                route(conn, p, true).await
+                accept_and_route(conn, p, id).await
             } else {
                 None
             };
@@ -64,6 +65,47 @@ pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> 
         _ => return Err(HandlerError::Protocol("QoS 1/2 PUBLISH without packet id")),
     }
     Ok(Flow::Continue)
+}
+
+/// A new inbound QoS 2 message. From a persistent session it is logged first (`Accepted`,
+/// whose place is the message's tag): after a restart its id is still known, so a resend
+/// is not routed again, and recovery finishes routing it where it had not arrived. The
+/// PUBREC waits for that record too.
+async fn accept_and_route(conn: &Conn, p: Publish, id: PacketId) -> Option<Rc<AckTicket>> {
+    let no = conn.session.borrow().durable_no();
+    let Some(no) = no else {
+        return route(conn, p, true).await;
+    };
+    let message = Message::from_publish(p, conn.client_id.clone()).detached();
+    let storage = &conn.shard.storage;
+    let (at, end) = storage.append(&StateRecord::Accepted {
+        no,
+        packet_id: id,
+        first: None,
+        message: message.clone(),
+    });
+    conn.session
+        .borrow_mut()
+        .accepted(id, at, Rc::new(message.clone()));
+    let tag = Tag {
+        shard: conn.shard.id.0,
+        offset: at.get(),
+    };
+    let mut ticket = conn
+        .shard
+        .publish_tagged(message, Some(&conn.outbox), Some(tag))
+        .await;
+    if storage.must_wait(end) {
+        let t = ticket.get_or_insert_with(|| {
+            let t = AckTicket::new(conn.outbox.clone());
+            t.release();
+            t
+        });
+        t.hold();
+        let t = t.clone();
+        storage.when_durable(end, move || t.release());
+    }
+    ticket
 }
 
 /// Routes the message; with `acked`, returns the ticket its acknowledgement waits for.

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::{Conn, Flow, HandlerError};
+use crate::persist::state::StateRecord;
 use crate::protocol::{
     AckProperties, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
     Unsubscribe,
@@ -37,10 +38,20 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
                 client_id: conn.client_id.clone(),
             };
             let new = conn.shard.subscribe(conn.key, filter, local).await;
-            conn.session
-                .borrow_mut()
-                .subscriptions
-                .insert(filter.clone(), Subscribed { options, id });
+            {
+                let mut s = conn.session.borrow_mut();
+                s.subscriptions
+                    .insert(filter.clone(), Subscribed { options, id });
+                if let Some(no) = s.durable_no() {
+                    s.journal(StateRecord::Subscribe {
+                        no,
+                        options,
+                        id,
+                        filter: filter.as_str().into(),
+                    });
+                }
+            }
+            conn.shard.sync_session(&conn.session);
             let send_retained = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendIfNew => new,
@@ -66,12 +77,13 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
     for (filter, granted, id) in retained_for {
         for message in conn.shard.retained_matching(&filter).await {
             let qos = message.qos.min(granted);
-            conn.session.borrow_mut().deliver(Delivery {
+            let delivery = Delivery {
                 message: Rc::clone(&message),
                 qos,
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
-            });
+            };
+            conn.shard.deliver_to(&conn.session, delivery);
         }
     }
     Ok(Flow::Continue)
@@ -81,12 +93,18 @@ pub async fn unsubscribe(conn: &mut Conn, u: Unsubscribe) -> Result<Flow, Handle
     let mut reasons = Vec::with_capacity(u.filters.len());
     for filter in &u.filters {
         // Compared character by character with the session's filters [MQTT-3.10.4-1].
-        let existed = conn
-            .session
-            .borrow_mut()
-            .subscriptions
-            .remove(filter)
-            .is_some();
+        let existed = {
+            let mut s = conn.session.borrow_mut();
+            let existed = s.subscriptions.remove(filter).is_some();
+            if let (true, Some(no)) = (existed, s.durable_no()) {
+                s.journal(StateRecord::Unsubscribe {
+                    no,
+                    filter: filter.as_str().into(),
+                });
+            }
+            existed
+        };
+        conn.shard.sync_session(&conn.session);
         if existed {
             conn.shard.unsubscribe(conn.key, filter).await;
         }

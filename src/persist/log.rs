@@ -261,6 +261,34 @@ impl Log {
         })
     }
 
+    /// Every record at or after `offset`, in order. `offset` must be a record's offset, a
+    /// segment's end or base, or the log's end (what a reader that stopped after a record
+    /// holds); an offset below the log's start reads from the start.
+    pub fn records_from(&self, offset: LogOffset) -> impl Iterator<Item = LogRecord<'_>> {
+        let first = self.segment_at(offset.max(self.start_offset()));
+        let first_base = first.map(Segment::base);
+        self.segments()
+            .filter(move |s| first_base.is_some_and(|b| s.base() >= b))
+            .flat_map(move |segment| {
+                let written = segment.data().get(..segment.written()).unwrap_or_default();
+                let skip = offset.bytes_since(segment.base()).unwrap_or(0);
+                let rest = written.get(skip.min(written.len())..).unwrap_or_default();
+                let base = segment.base().add_bytes(skip.min(written.len()));
+                Frames::new(rest).map(move |(pos, record)| LogRecord {
+                    offset: base.add_bytes(pos),
+                    record_type: record.record_type,
+                    body: record.body,
+                })
+            })
+    }
+
+    /// The offset just after the record at `offset` (its frame's end).
+    pub fn after(record: &LogRecord<'_>) -> LogOffset {
+        record
+            .offset
+            .add_bytes(record::frame_len(record.body.len()).unwrap_or(0))
+    }
+
     /// Takes out of the log every sealed segment whose records all lie below `offset`
     /// (never the active one); the returned job deletes their files.
     pub fn remove_below(&mut self, offset: LogOffset) -> RemoveJob {

@@ -85,6 +85,7 @@ mod error;
 mod log;
 pub mod record;
 mod segment;
+pub mod state;
 
 use std::fmt;
 

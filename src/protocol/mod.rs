@@ -114,6 +114,9 @@ impl QoS {
 pub struct PacketId(NonZeroU16);
 
 impl PacketId {
+    /// Packet identifier 1.
+    pub const MIN: PacketId = PacketId(NonZeroU16::MIN);
+
     pub const fn new(value: u16) -> Option<Self> {
         match NonZeroU16::new(value) {
             Some(v) => Some(PacketId(v)),

@@ -8,7 +8,7 @@
 mod notify;
 mod outbox;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ pub use notify::Notify;
 pub use outbox::Outbox;
 
 use crate::message::Message;
+use crate::persist::state::StateRecord;
+use crate::persist::LogOffset;
 use crate::protocol::{
     Ack, Packet, PacketId, Publish, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
 };
@@ -65,6 +67,112 @@ struct Inflight {
     packet_id: PacketId,
     delivery: Delivery,
     state: InflightState,
+    /// Durable sessions: the delivery's sequence number and its `Deliver` record.
+    seq: u64,
+    at: Option<LogOffset>,
+}
+
+/// The durable side of a persistent session: its number in the shard's log, the sequence
+/// numbers of its deliveries, and its queue on disk. An offline session's queue is only
+/// here as a place in the log and a count, so it costs the same memory whatever its length.
+///
+/// State changes are written as [`StateRecord`]s into `journal`, which the shard moves to
+/// its log after each operation ([`Session::take_journal`]).
+#[derive(Debug, Default)]
+pub struct Durable {
+    pub no: u64,
+    /// The sequence number the next delivery gets (the first is 1).
+    next_seq: u64,
+    /// Highest sequence number loaded into the window.
+    loaded_seq: u64,
+    /// Where the reader looks for the next delivery queued on disk.
+    disk_next: Option<LogOffset>,
+    /// Deliveries queued on disk, not loaded yet, and their bytes (payload + topic).
+    disk_count: u64,
+    disk_bytes: u64,
+    /// From recovery: complete deliveries the reader passes over, deliveries whose PUBREC
+    /// had come (PUBREL is resent), and deliveries sent before (resent with DUP 1).
+    skip: BTreeSet<u64>,
+    released: BTreeSet<u64>,
+    sent: BTreeSet<u64>,
+    /// Inbound QoS 2 messages accepted and not released, with where they were first
+    /// accepted (their tag): a checkpoint copies them, recovery routes them again.
+    accepted: HashMap<u16, (LogOffset, Rc<Message>)>,
+    /// The will of the connected client, as logged (published after a crash).
+    will: Option<Message>,
+    journal: Vec<StateRecord>,
+}
+
+/// A persistent session's queue as recovery found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveredQueue {
+    pub next_seq: u64,
+    pub low_seq: u64,
+    pub cursor: Option<LogOffset>,
+    pub acked: BTreeSet<u64>,
+    pub released: BTreeSet<u64>,
+    pub sent: BTreeSet<u64>,
+}
+
+impl RecoveredQueue {
+    pub fn new() -> Self {
+        RecoveredQueue {
+            next_seq: 1,
+            low_seq: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Deliveries still to be completed.
+    pub fn len(&self) -> u64 {
+        self.next_seq.saturating_sub(self.low_seq) - self.acked.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Everything below `low` is complete: forget what is known about it.
+    pub fn advance(&mut self, low: u64) {
+        if low > self.low_seq {
+            self.low_seq = low;
+        }
+        let low = self.low_seq;
+        for set in [&mut self.acked, &mut self.released, &mut self.sent] {
+            *set = set.split_off(&low);
+        }
+    }
+}
+
+/// Where a delivery to a persistent session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub seq: u64,
+    /// Sent now (connected, window open); otherwise queued on disk.
+    pub send_now: bool,
+}
+
+/// The quotas of one persistent session's disk queue.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskQuota {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// What the shard read from the log for a session's queue reader.
+#[derive(Debug)]
+pub struct Loaded {
+    pub seq: u64,
+    pub at: LogOffset,
+    /// Where the reader continues.
+    pub next: LogOffset,
+    pub delivery: Delivery,
+}
+
+/// The packet id of a durable session's delivery `seq`: stable across restarts.
+pub fn packet_id_of(seq: u64) -> PacketId {
+    let id = ((seq.saturating_sub(1)) % u64::from(u16::MAX)) as u16 + 1;
+    PacketId::new(id).unwrap_or(PacketId::MIN)
 }
 
 /// Why an acknowledgement from the client was refused.
@@ -85,6 +193,8 @@ pub struct Drops {
     pub queue_full: u64,
     /// Messages larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
     pub too_large: u64,
+    /// Queued messages whose Message Expiry Interval passed before they were sent.
+    pub expired: u64,
 }
 
 /// A client's session.
@@ -119,6 +229,8 @@ pub struct Session {
     /// The client's Maximum Packet Size; `usize::MAX` when it set none.
     client_max_packet_bytes: usize,
     pub drops: Drops,
+    /// Persistent sessions: their durable state. Boxed: clean sessions have none.
+    durable: Option<Box<Durable>>,
 }
 
 impl Session {
@@ -140,7 +252,299 @@ impl Session {
             client_receive_max: limits.inflight_count_max,
             client_max_packet_bytes: usize::MAX,
             drops: Drops::default(),
+            durable: None,
         }
+    }
+
+    /// Makes this session durable under number `no`, with the queue recovery found (or a
+    /// new, empty one).
+    pub fn make_durable(&mut self, no: u64, queue: RecoveredQueue) {
+        let disk_count = queue.len();
+        self.durable = Some(Box::new(Durable {
+            no,
+            next_seq: queue.next_seq.max(1),
+            loaded_seq: queue.low_seq.saturating_sub(1),
+            disk_next: if disk_count > 0 { queue.cursor } else { None },
+            disk_count: if queue.cursor.is_some() {
+                disk_count
+            } else {
+                0
+            },
+            disk_bytes: 0,
+            skip: queue.acked,
+            released: queue.released,
+            sent: queue.sent,
+            accepted: HashMap::new(),
+            will: None,
+            journal: Vec::new(),
+        }));
+    }
+
+    pub fn durable_no(&self) -> Option<u64> {
+        self.durable.as_ref().map(|d| d.no)
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Records for the log since the last call.
+    pub fn take_journal(&mut self) -> Vec<StateRecord> {
+        match &mut self.durable {
+            Some(d) if !d.journal.is_empty() => std::mem::take(&mut d.journal),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds a record to the journal (durable sessions only).
+    pub fn journal(&mut self, record: StateRecord) {
+        if let Some(d) = &mut self.durable {
+            d.journal.push(record);
+        }
+    }
+
+    /// An inbound QoS 2 message of a durable session, accepted at `at`.
+    pub fn accepted(&mut self, packet_id: PacketId, at: LogOffset, message: Rc<Message>) {
+        if let Some(d) = &mut self.durable {
+            d.accepted.insert(packet_id.get(), (at, message));
+        }
+    }
+
+    /// PUBREL for an accepted message: it is forgotten (journalled).
+    pub fn release_accepted(&mut self, packet_id: PacketId) {
+        if let Some(d) = &mut self.durable {
+            if d.accepted.remove(&packet_id.get()).is_some() {
+                let no = d.no;
+                self.journal(StateRecord::InReleased { no, packet_id });
+            }
+        }
+    }
+
+    /// Logs (or, with `None`, clears) the will of the connected client.
+    pub fn log_will(&mut self, will: Option<Message>) {
+        let Some(d) = &mut self.durable else {
+            return;
+        };
+        let no = d.no;
+        let record = match (&will, d.will.is_some()) {
+            (Some(m), _) => StateRecord::Will {
+                no,
+                message: m.clone(),
+            },
+            (None, true) => StateRecord::WillClear { no },
+            (None, false) => return,
+        };
+        d.will = will;
+        d.journal.push(record);
+    }
+
+    pub fn logged_will(&self) -> Option<&Message> {
+        self.durable.as_ref()?.will.as_ref()
+    }
+
+    /// The accepted inbound QoS 2 messages, as a checkpoint writes them.
+    pub fn accepted_state(&self) -> Vec<StateRecord> {
+        let Some(d) = &self.durable else {
+            return Vec::new();
+        };
+        d.accepted
+            .iter()
+            .filter_map(|(id, (at, m))| {
+                Some(StateRecord::Accepted {
+                    no: d.no,
+                    packet_id: PacketId::new(*id)?,
+                    first: Some(*at),
+                    message: Message::clone(m),
+                })
+            })
+            .collect()
+    }
+
+    /// The queue as a checkpoint writes it.
+    pub fn queue_state(&self) -> Option<StateRecord> {
+        let d = self.durable.as_ref()?;
+        let (low_seq, low_offset) = self.low_mark(d);
+        Some(StateRecord::Queue {
+            no: d.no,
+            next_seq: d.next_seq,
+            low_seq,
+            low_offset,
+            acked: d.skip.iter().copied().collect(),
+            released: self
+                .inflight
+                .iter()
+                .filter(|f| f.state == InflightState::Released)
+                .map(|f| f.seq)
+                .chain(d.released.iter().copied())
+                .collect(),
+            sent: self
+                .inflight
+                .iter()
+                .map(|f| f.seq)
+                .chain(d.sent.iter().copied())
+                .collect(),
+        })
+    }
+
+    /// The oldest incomplete delivery: its sequence number and where to find it.
+    fn low_mark(&self, d: &Durable) -> (u64, Option<LogOffset>) {
+        match self.inflight.iter().find(|f| f.seq > 0) {
+            Some(f) => (f.seq, f.at),
+            None if d.disk_count > 0 => (d.loaded_seq + 1, d.disk_next),
+            None => (d.next_seq, None),
+        }
+    }
+
+    /// Where a delivery to this persistent session goes, given its size; `None` if the
+    /// session is not durable or its disk quota is full (the delivery is dropped for it,
+    /// and counted).
+    pub fn plan_durable(&mut self, size: usize, quota: DiskQuota) -> Option<Planned> {
+        let window = self.send_window();
+        let connected = self.is_connected();
+        let d = self.durable.as_mut()?;
+        if d.disk_count >= quota.messages || d.disk_bytes + size as u64 > quota.bytes {
+            self.drops.queue_full += 1;
+            return None;
+        }
+        let seq = d.next_seq;
+        d.next_seq += 1;
+        let send_now = connected
+            && d.disk_count == 0
+            && self.inflight.len() < window
+            && !self.uses_packet_id(packet_id_of(seq));
+        Some(Planned { seq, send_now })
+    }
+
+    /// A delivery planned with [`Session::plan_durable`], whose `Deliver` record is at `at`.
+    pub fn deliver_durable(&mut self, delivery: Delivery, planned: Planned, at: LogOffset) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if planned.send_now {
+            d.loaded_seq = planned.seq;
+            let packet_id = packet_id_of(planned.seq);
+            if self.send(&delivery, Some(packet_id), false) {
+                self.inflight.push_back(Inflight {
+                    packet_id,
+                    delivery,
+                    state: InflightState::Published,
+                    seq: planned.seq,
+                    at: Some(at),
+                });
+            } else {
+                self.complete(planned.seq);
+            }
+            return;
+        }
+        d.disk_count += 1;
+        d.disk_bytes += delivery.message.size_bytes() as u64;
+        d.disk_next.get_or_insert(at);
+    }
+
+    /// Where the queue reader should look for the next delivery, if the window has room
+    /// for one.
+    pub fn wants_load(&self) -> Option<(u64, LogOffset)> {
+        let d = self.durable.as_ref()?;
+        if !self.is_connected() || d.disk_count == 0 || self.inflight.len() >= self.send_window() {
+            return None;
+        }
+        Some((d.no, d.disk_next?))
+    }
+
+    /// Whether the reader passes over delivery `seq` (complete before a restart).
+    pub fn skips(&mut self, seq: u64, next: LogOffset) -> bool {
+        let Some(d) = self.durable.as_mut() else {
+            return true;
+        };
+        if seq <= d.loaded_seq || d.skip.remove(&seq) {
+            d.disk_next = Some(next);
+            return true;
+        }
+        false
+    }
+
+    /// The reader found nothing more although the count says there is: the count is reset
+    /// (this is a bug if it happens, and logged by the caller).
+    pub fn disk_exhausted(&mut self) {
+        if let Some(d) = self.durable.as_mut() {
+            d.disk_count = 0;
+            d.disk_bytes = 0;
+            d.disk_next = None;
+        }
+    }
+
+    /// A delivery the reader loaded from the log: into the window, or dropped if its
+    /// message expired (v5 Message Expiry Interval). Returns false, and leaves the reader
+    /// where it was, if the delivery's packet id is still in use (the window waits).
+    pub fn load(&mut self, loaded: Loaded, expired: bool) -> bool {
+        let packet_id = packet_id_of(loaded.seq);
+        if self.uses_packet_id(packet_id) {
+            return false;
+        }
+        let Some(d) = self.durable.as_mut() else {
+            return false;
+        };
+        d.disk_count = d.disk_count.saturating_sub(1);
+        d.disk_bytes = d
+            .disk_bytes
+            .saturating_sub(loaded.delivery.message.size_bytes() as u64);
+        d.disk_next = (d.disk_count > 0).then_some(loaded.next);
+        d.loaded_seq = loaded.seq;
+        let released = d.released.remove(&loaded.seq);
+        let dup = d.sent.remove(&loaded.seq);
+        let no = d.no;
+        if expired {
+            self.drops.expired += 1;
+            self.complete(loaded.seq);
+            return true;
+        }
+        if released {
+            if let Some(out) = &self.outbox {
+                out.push(&Packet::PubRel(Ack::new(packet_id)));
+            }
+        } else if !self.send(&loaded.delivery, Some(packet_id), dup) {
+            self.complete(loaded.seq);
+            return true;
+        } else if !dup {
+            self.journal(StateRecord::Sent {
+                no,
+                seq: loaded.seq,
+            });
+        }
+        self.inflight.push_back(Inflight {
+            packet_id,
+            delivery: loaded.delivery,
+            state: if released {
+                InflightState::Released
+            } else {
+                InflightState::Published
+            },
+            seq: loaded.seq,
+            at: Some(loaded.at),
+        });
+        true
+    }
+
+    fn uses_packet_id(&self, id: PacketId) -> bool {
+        self.inflight.iter().any(|f| f.packet_id == id)
+    }
+
+    /// A durable delivery is complete: journal it with the new low mark.
+    fn complete(&mut self, seq: u64) {
+        let Some(d) = self.durable.as_ref() else {
+            return;
+        };
+        if seq == 0 {
+            return;
+        }
+        let (low_seq, low_offset) = self.low_mark(d);
+        let no = d.no;
+        self.journal(StateRecord::Acked {
+            no,
+            seq,
+            low_seq,
+            low_offset,
+        });
     }
 
     pub fn is_connected(&self) -> bool {
@@ -247,7 +651,7 @@ impl Session {
         if delivery.qos == QoS::AtMostOnce {
             match &self.outbox {
                 Some(out) if !out.is_full() => {
-                    self.send(&delivery, None);
+                    self.send(&delivery, None, false);
                 }
                 _ => self.drops.qos0 += 1,
             }
@@ -273,22 +677,24 @@ impl Session {
 
     fn send_inflight(&mut self, delivery: Delivery) {
         let packet_id = self.allocate_packet_id();
-        if self.send(&delivery, Some(packet_id)) {
+        if self.send(&delivery, Some(packet_id), false) {
             self.inflight.push_back(Inflight {
                 packet_id,
                 delivery,
                 state: InflightState::Published,
+                seq: 0,
+                at: None,
             });
         }
     }
 
     /// Encodes one delivery into the connection's outbox. Returns false, and counts the
     /// drop, if the packet exceeds the client's Maximum Packet Size [MQTT-3.1.2-25].
-    fn send(&mut self, delivery: &Delivery, packet_id: Option<PacketId>) -> bool {
+    fn send(&mut self, delivery: &Delivery, packet_id: Option<PacketId>, dup: bool) -> bool {
         let Some(out) = &self.outbox else {
             return false;
         };
-        let packet = Packet::Publish(publish_packet(delivery, packet_id, false));
+        let packet = Packet::Publish(publish_packet(delivery, packet_id, dup));
         if self.client_max_packet_bytes != usize::MAX
             && !packet
                 .encoded_len(out.version())
@@ -344,7 +750,8 @@ impl Session {
             .ok_or(AckError::UnknownPacketId(packet_id.get()))?;
         match self.inflight.get(i) {
             Some(f) if f.delivery.qos == QoS::AtLeastOnce => {
-                self.inflight.remove(i);
+                let seq = self.inflight.remove(i).map_or(0, |f| f.seq);
+                self.complete(seq);
                 self.fill_window();
                 Ok(())
             }
@@ -363,9 +770,15 @@ impl Session {
         if f.delivery.qos != QoS::ExactlyOnce {
             return Err(AckError::WrongState("PUBREC", packet_id.get()));
         }
+        let fresh = f.state == InflightState::Published;
         f.state = InflightState::Released;
+        let seq = f.seq;
         if let Some(out) = &self.outbox {
             out.push(&Packet::PubRel(Ack::new(packet_id)));
+        }
+        if let (true, Some(d)) = (fresh && seq > 0, &self.durable) {
+            let no = d.no;
+            self.journal(StateRecord::Released { no, seq });
         }
         Ok(())
     }
@@ -377,7 +790,8 @@ impl Session {
             .ok_or(AckError::UnknownPacketId(packet_id.get()))?;
         match self.inflight.get(i) {
             Some(f) if f.state == InflightState::Released => {
-                self.inflight.remove(i);
+                let seq = self.inflight.remove(i).map_or(0, |f| f.seq);
+                self.complete(seq);
                 self.fill_window();
                 Ok(())
             }
@@ -406,7 +820,8 @@ impl Session {
         let i = self
             .position(packet_id)
             .ok_or(AckError::UnknownPacketId(packet_id.get()))?;
-        self.inflight.remove(i);
+        let seq = self.inflight.remove(i).map_or(0, |f| f.seq);
+        self.complete(seq);
         self.fill_window();
         Ok(())
     }
@@ -422,6 +837,16 @@ impl Session {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Messages queued on disk (persistent sessions).
+    pub fn disk_queue_len(&self) -> u64 {
+        self.durable.as_ref().map_or(0, |d| d.disk_count)
+    }
+
+    /// Inbound QoS 2 packet ids received and not released.
+    pub fn inbound_qos2_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.inbound_qos2.iter().copied()
     }
 }
 

@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 use crate::message::Message;
+use crate::persist::state::Tag;
 use crate::protocol::Connect;
 
 /// Index of a shard, 0..shards. The same in both meshes (glommio orders mesh peers by
@@ -78,6 +79,9 @@ pub enum DataMsg {
     Publish {
         message: Message,
         ticket: Option<u64>,
+        /// An inbound QoS 2 message's tag (see `persist::state`): recorded with it, and
+        /// checked when recovery routes it again.
+        tag: Option<Tag>,
     },
     /// Answers to the receiving shard's tickets.
     Answers(Vec<u64>),
@@ -110,7 +114,17 @@ pub enum CtrlMsg {
     },
     /// Store (or, with an empty payload, clear) the retained message of a topic this
     /// shard owns.
-    RetainSet(Message),
+    RetainSet {
+        message: Box<Message>,
+        tag: Option<Tag>,
+        /// With a ticket: answer it once the retained message is durable.
+        from: ShardId,
+        ticket: Option<u64>,
+    },
+    /// `from` has restored its sessions and subscriptions (start-up barrier).
+    Recovered {
+        from: ShardId,
+    },
     /// Send back the retained messages matching `filter`.
     RetainQuery {
         filter: Box<str>,

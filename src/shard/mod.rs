@@ -4,9 +4,11 @@
 
 pub mod mesh;
 pub mod pushback;
+mod restore;
 pub mod runtime;
+pub mod storage;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -21,13 +23,16 @@ use glommio::LocalExecutorPoolBuilder;
 
 use crate::config::Config;
 use crate::message::Message;
+use crate::persist::state::{StateRecord, Tag, Target};
+use crate::persist::{LogOffset, LogOptions};
 use crate::protocol::{QoS, ReasonCode, SubscriptionId, SubscriptionOptions, TopicFilter};
 use crate::router::retained::RetainedIndex;
 use crate::router::trie::SubscriptionTrie;
-use crate::session::{Delivery, Outbox, Session, SessionLimits};
+use crate::session::{Delivery, DiskQuota, Loaded, Notify, Outbox, Session, SessionLimits};
 use mesh::{stable_hash, CtrlMsg, DataMsg, Replies, ShardId, ShardSet};
 use pushback::{AckTicket, Pushback};
 pub use runtime::{Shutdown, StartError};
+use storage::Storage;
 
 /// Identifies a session within its home shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +87,10 @@ impl Sessions {
         self.by_key.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&SessionKey, &Rc<RefCell<Session>>)> {
+        self.by_key.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
@@ -121,6 +130,12 @@ pub struct Shard {
     pub connections: Gate,
     /// Keep-alive deadlines of this shard's connections.
     pub keep_alive: crate::connection::KeepAlive,
+    /// This shard's log: persistent sessions and retained messages.
+    pub storage: Rc<Storage>,
+    pub disk_quota: DiskQuota,
+    /// Start-up barrier: shards that have restored their sessions.
+    recovered_peers: Cell<usize>,
+    recovered_notify: Notify,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
@@ -187,6 +202,18 @@ async fn shard_main(
         .ok_or("shards did not all start (control mesh)")?
         .map_err(|_| "control mesh join failed")?;
     let id = ShardId(u16::try_from(data_tx.peer_id()).map_err(|e| e.to_string())?);
+    let st = &config.storage;
+    let dir = crate::persist::shard_dir(&st.data_dir, id.0);
+    let (storage, recovered) = Storage::open(
+        &dir,
+        LogOptions {
+            segment_bytes: st.segment_bytes,
+        },
+        st.fsync,
+        st.interval(),
+    )
+    .map_err(|e| format!("{id}: cannot recover {}: {e}", dir.display()))?;
+    let storage = Rc::new(storage);
     let limits = &config.limits;
     let shard = Rc::new(Shard {
         id,
@@ -212,8 +239,18 @@ async fn shard_main(
         shutdown: shutdown.clone(),
         connections: Gate::new(),
         keep_alive: crate::connection::KeepAlive::default(),
+        storage: storage.clone(),
+        disk_quota: DiskQuota {
+            messages: st.session_queue_messages_max,
+            bytes: st.session_queue_bytes_max,
+        },
+        recovered_peers: Cell::new(0),
+        recovered_notify: Notify::default(),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
+    glommio::spawn_local(storage::flusher(storage.clone(), shutdown.clone())).detach();
+    glommio::spawn_local(storage::preparer(storage.clone(), shutdown.clone())).detach();
+    shard.restore(recovered).await;
     for listener in &config.listeners {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
@@ -244,6 +281,7 @@ async fn shard_main(
     {
         tracing::warn!(shard = %id, "connections still open after 5 s; closing anyway");
     }
+    shard.storage.flush_now();
     Ok(())
 }
 
@@ -345,6 +383,7 @@ async fn expire_sessions(shard: Rc<Shard>) {
             tracing::debug!(shard = %shard.id, "session expired");
             shard.remove_session(key).await;
         }
+        shard.compact().await;
     }
 }
 
@@ -355,9 +394,11 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 match msg {
-                    DataMsg::Publish { message, ticket } => {
-                        shard.deliver_forwarded(peer, message, ticket)
-                    }
+                    DataMsg::Publish {
+                        message,
+                        ticket,
+                        tag,
+                    } => shard.deliver_forwarded(peer, message, ticket, tag),
                     DataMsg::Answers(ids) => {
                         for id in ids {
                             shard.pushback.answered(id);
@@ -435,7 +476,26 @@ impl Shard {
             CtrlMsg::InterestRemove { filter, from } => {
                 self.interest.borrow_mut().remove(&filter, &from);
             }
-            CtrlMsg::RetainSet(m) => self.store_retained(m),
+            CtrlMsg::RetainSet {
+                message,
+                tag,
+                from,
+                ticket,
+            } => {
+                let end = self.store_retained(*message, tag);
+                if let Some(id) = ticket {
+                    let shard = self.clone();
+                    let answer = move || shard.pushback.answer(from, id);
+                    match end {
+                        Some(end) => self.storage.when_durable(end, answer),
+                        None => answer(),
+                    }
+                }
+            }
+            CtrlMsg::Recovered { .. } => {
+                self.recovered_peers.set(self.recovered_peers.get() + 1);
+                self.recovered_notify.notify_all();
+            }
             CtrlMsg::RetainQuery { filter, from, req } => {
                 let mut messages = Vec::new();
                 self.retained
@@ -463,24 +523,28 @@ impl Shard {
     /// each other shard with matching subscribers.
     ///
     /// With `ack` (the publisher's outbox, for QoS 1/2), returns the ticket its
-    /// acknowledgement must wait for, or `None` if it may go now.
+    /// acknowledgement must wait for, or `None` if it may go now: it waits for congested
+    /// subscribers (pushback) and for every record the message needs to be durable, on
+    /// every shard.
     pub async fn publish(
         self: &Rc<Self>,
         message: Message,
         ack: Option<&Rc<Outbox>>,
     ) -> Option<Rc<AckTicket>> {
-        if message.retain {
-            let owner = self.owner_of(message.topic.as_str());
-            let kept = message.detached();
-            if owner == self.id {
-                self.store_retained(kept);
-            } else {
-                let _ = self
-                    .ctrl
-                    .send_to(owner.index(), CtrlMsg::RetainSet(kept))
-                    .await;
-            }
-        }
+        self.publish_tagged(message, ack, None).await
+    }
+
+    /// [`Shard::publish`] of an inbound QoS 2 message with its tag.
+    pub async fn publish_tagged(
+        self: &Rc<Self>,
+        message: Message,
+        ack: Option<&Rc<Outbox>>,
+        tag: Option<Tag>,
+    ) -> Option<Rc<AckTicket>> {
+        let mut ticket: Option<Rc<AckTicket>> = None;
+        let retain_owner = message
+            .retain
+            .then(|| self.owner_of(message.topic.as_str()));
         let mut targets = ShardSet::default();
         self.interest
             .borrow()
@@ -491,19 +555,43 @@ impl Shard {
             remote.insert(s);
             remotes += 1;
         }
+        let remote_owner = retain_owner.filter(|o| *o != self.id);
+        let answers_due = remotes + u16::from(remote_owner.is_some());
         // A ticket only when something can hold the acknowledgement back: another shard,
-        // or a congested local session (the common local case allocates nothing).
-        let mut ticket = match ack {
-            Some(out) if remotes > 0 => Some(AckTicket::new(out.clone())),
-            _ => None,
-        };
+        // a record to flush, or a congested local session (the common local case
+        // allocates nothing).
+        if let (Some(out), true) = (ack, answers_due > 0) {
+            ticket = Some(AckTicket::new(out.clone()));
+        }
         let ticket_id = ticket
             .as_ref()
-            .map(|t| self.pushback.await_shards(t, remotes));
+            .map(|t| self.pushback.await_shards(t, answers_due));
+        match retain_owner {
+            Some(owner) if owner == self.id => {
+                if let Some(end) = self.store_retained(message.detached(), tag) {
+                    self.hold_until_durable(&mut ticket, ack, end);
+                }
+            }
+            Some(owner) => {
+                let set = CtrlMsg::RetainSet {
+                    message: Box::new(message.detached()),
+                    tag,
+                    from: self.id,
+                    ticket: ticket_id,
+                };
+                if self.ctrl.send_to(owner.index(), set).await.is_err() {
+                    if let Some(id) = ticket_id {
+                        self.pushback.answered(id);
+                    }
+                }
+            }
+            None => {}
+        }
         for s in remote.iter() {
             let forward = DataMsg::Publish {
                 message: message.clone(),
                 ticket: ticket_id,
+                tag,
             };
             if self.data.send_to(s.index(), forward).await.is_err() {
                 if let Some(id) = ticket_id {
@@ -512,7 +600,10 @@ impl Shard {
             }
         }
         if targets.contains(self.id) {
-            let full = self.deliver_local(&Rc::new(message), ack.is_some());
+            let (full, end) = self.deliver_local(&Rc::new(message), ack.is_some(), tag);
+            if let Some(end) = end {
+                self.hold_until_durable(&mut ticket, ack, end);
+            }
             if let (Some(out), false) = (ack, full.is_empty()) {
                 let t = ticket.get_or_insert_with(|| AckTicket::new(out.clone()));
                 t.hold();
@@ -530,48 +621,99 @@ impl Shard {
         (!ticket.is_released()).then_some(ticket)
     }
 
+    /// Makes the acknowledgement (if any) wait until the log is durable past `end`.
+    fn hold_until_durable(
+        &self,
+        ticket: &mut Option<Rc<AckTicket>>,
+        ack: Option<&Rc<Outbox>>,
+        end: LogOffset,
+    ) {
+        let Some(out) = ack else {
+            return;
+        };
+        if !self.storage.must_wait(end) {
+            return;
+        }
+        let t = ticket.get_or_insert_with(|| AckTicket::new(out.clone()));
+        t.hold();
+        let t = t.clone();
+        self.storage.when_durable(end, move || t.release());
+    }
+
     /// A message another shard forwarded: deliver it, and answer its ticket once every
-    /// session it was queued for has room.
-    fn deliver_forwarded(self: &Rc<Self>, from: ShardId, message: Message, ticket: Option<u64>) {
-        let full = self.deliver_local(&Rc::new(message), ticket.is_some());
+    /// record it needed here is durable and every session it was queued for has room.
+    fn deliver_forwarded(
+        self: &Rc<Self>,
+        from: ShardId,
+        message: Message,
+        ticket: Option<u64>,
+        tag: Option<Tag>,
+    ) {
+        let (full, end) = self.deliver_local(&Rc::new(message), ticket.is_some(), tag);
         let Some(id) = ticket else {
             return;
         };
-        if full.is_empty() {
-            self.pushback.answer(from, id);
-            return;
-        }
         let shard = self.clone();
-        let limit = self.pushback_wait();
-        glommio::spawn_local(async move {
-            pushback::wait_for_room(full, limit).await;
-            shard.pushback.answer(from, id);
-        })
-        .detach();
+        let answer = move || {
+            if full.is_empty() {
+                shard.pushback.answer(from, id);
+                return;
+            }
+            let limit = shard.pushback_wait();
+            glommio::spawn_local(async move {
+                pushback::wait_for_room(full, limit).await;
+                shard.pushback.answer(from, id);
+            })
+            .detach();
+        };
+        match end {
+            Some(end) => self.storage.when_durable(end, answer),
+            None => answer(),
+        }
     }
 
     fn pushback_wait(&self) -> Duration {
         Duration::from_millis(u64::from(self.config.limits.pushback_wait_ms))
     }
 
-    /// Empty payload clears the topic's retained message [MQTT-3.3.1-10/11].
-    fn store_retained(&self, message: Message) {
+    /// Empty payload clears the topic's retained message [MQTT-3.3.1-10/11]. Logged;
+    /// returns where the record ends (`None` for a clear of nothing, or a message recovery
+    /// already has).
+    fn store_retained(&self, message: Message, tag: Option<Tag>) -> Option<LogOffset> {
+        if tag.is_some_and(|t| self.storage.recovered_tags.borrow().contains(&t)) {
+            return None;
+        }
         let mut retained = self.retained.borrow_mut();
+        let topic = message.topic.clone();
+        if message.payload.is_empty() && retained.get(topic.as_str()).is_none() {
+            return None;
+        }
+        let (_, end) = self.storage.append(&StateRecord::Retain {
+            tag,
+            message: message.clone(),
+        });
         if message.payload.is_empty() {
-            retained.remove(message.topic.as_str());
+            retained.remove(topic.as_str());
         } else {
-            let topic = message.topic.clone();
             retained.insert(topic.as_str(), Rc::new(message));
         }
+        Some(end)
     }
 
-    /// Delivers to this shard's subscribers, one copy per session. With `pushback`, returns
-    /// the connected sessions whose queue this delivery (QoS 1/2) left congested.
+    /// Delivers to this shard's subscribers, one copy per session; QoS 1/2 copies for
+    /// persistent sessions are logged first, in one `Deliver` record. With `pushback`,
+    /// returns the connected sessions whose queue this delivery (QoS 1/2) left congested;
+    /// and where the log record ends, if one was written.
     pub fn deliver_local(
         &self,
         message: &Rc<Message>,
         pushback: bool,
-    ) -> Vec<Rc<RefCell<Session>>> {
+        tag: Option<Tag>,
+    ) -> (Vec<Rc<RefCell<Session>>>, Option<LogOffset>) {
+        if tag.is_some_and(|t| self.storage.recovered_tags.borrow().contains(&t)) {
+            // Recovery routes an in-doubt QoS 2 message again; this shard had it.
+            return (Vec::new(), None);
+        }
         let mut fanout = self.fanout.borrow_mut();
         fanout.clear();
         self.subs
@@ -594,22 +736,153 @@ impl Shard {
             });
         let sessions = self.sessions.borrow();
         let mut full = Vec::new();
+        let mut targets = Vec::new();
+        let mut planned = Vec::new();
+        let size = message.size_bytes();
         for (key, f) in fanout.drain() {
-            if let Some(s) = sessions.get(key) {
-                let mut session = s.borrow_mut();
-                let queued = f.qos != QoS::AtMostOnce;
-                session.deliver(Delivery {
+            let Some(s) = sessions.get(key) else {
+                continue;
+            };
+            let mut session = s.borrow_mut();
+            let queued = f.qos != QoS::AtMostOnce;
+            if queued && session.is_durable() {
+                if let (Some(p), Some(no)) = (
+                    session.plan_durable(size, self.disk_quota),
+                    session.durable_no(),
+                ) {
+                    targets.push(Target {
+                        no,
+                        seq: p.seq,
+                        qos: f.qos,
+                        retain: f.retain,
+                        sent: p.send_now,
+                        ids: f.ids.iter().map(|i| i.get()).collect(),
+                    });
+                    planned.push((s.clone(), f, p));
+                }
+                continue;
+            }
+            session.deliver(Delivery {
+                message: message.clone(),
+                qos: f.qos,
+                retain: f.retain,
+                subscription_ids: f.ids,
+            });
+            if pushback && queued && session.is_congested() {
+                full.push(s.clone());
+            }
+        }
+        drop(fanout);
+        if targets.is_empty() {
+            return (full, None);
+        }
+        let (at, end) = self.storage.append(&StateRecord::Deliver {
+            targets,
+            tag,
+            message: Message::clone(message),
+        });
+        let mut journal_end = None;
+        for (s, f, p) in planned {
+            let mut session = s.borrow_mut();
+            session.deliver_durable(
+                Delivery {
                     message: message.clone(),
                     qos: f.qos,
                     retain: f.retain,
                     subscription_ids: f.ids,
-                });
-                if pushback && queued && session.is_congested() {
-                    full.push(s.clone());
-                }
+                },
+                p,
+                at,
+            );
+            let journal = session.take_journal();
+            journal_end = self.storage.append_all(&journal).or(journal_end);
+            if pushback && session.is_congested() {
+                full.push(s.clone());
             }
         }
-        full
+        (full, Some(journal_end.unwrap_or(end).max(end)))
+    }
+
+    /// One delivery to one session (a retained message at SUBSCRIBE): logged first if
+    /// the session is persistent and the QoS is 1 or 2.
+    pub fn deliver_to(&self, session: &RefCell<Session>, delivery: Delivery) {
+        let mut s = session.borrow_mut();
+        if delivery.qos == QoS::AtMostOnce || !s.is_durable() {
+            s.deliver(delivery);
+            return;
+        }
+        let size = delivery.message.size_bytes();
+        let (Some(p), Some(no)) = (s.plan_durable(size, self.disk_quota), s.durable_no()) else {
+            return;
+        };
+        let target = Target {
+            no,
+            seq: p.seq,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            sent: p.send_now,
+            ids: delivery.subscription_ids.iter().map(|i| i.get()).collect(),
+        };
+        let (at, _) = self.storage.append(&StateRecord::Deliver {
+            targets: vec![target],
+            tag: None,
+            message: Message::clone(&delivery.message),
+        });
+        s.deliver_durable(delivery, p, at);
+        let journal = s.take_journal();
+        self.storage.append_all(&journal);
+    }
+
+    /// After an operation on a session: its journal goes to the log, and its window is
+    /// filled from its queue on disk.
+    pub fn sync_session(&self, session: &RefCell<Session>) {
+        let mut s = session.borrow_mut();
+        if !s.is_durable() {
+            return;
+        }
+        while let Some((no, from)) = s.wants_load() {
+            let found = self
+                .storage
+                .next_delivery(no, from, |seq, next| s.skips(seq, next));
+            let Some((target, at, next, message)) = found else {
+                tracing::error!(client_id = %s.client_id, "queue on disk ends before its count; count reset");
+                s.disk_exhausted();
+                break;
+            };
+            let expired = message
+                .properties
+                .message_expiry_interval
+                .is_some_and(|secs| {
+                    message.received_at.elapsed() >= Duration::from_secs(u64::from(secs))
+                });
+            let mut message = message;
+            if let Some(secs) = message.properties.message_expiry_interval {
+                // The forwarded value is what is left of it [MQTT-3.3.2-6].
+                let spent = message.received_at.elapsed().as_secs();
+                message.properties.message_expiry_interval =
+                    Some(u32::try_from(u64::from(secs).saturating_sub(spent)).unwrap_or(0));
+            }
+            let loaded = Loaded {
+                seq: target.seq,
+                at,
+                next,
+                delivery: Delivery {
+                    message: Rc::new(message),
+                    qos: target.qos,
+                    retain: target.retain,
+                    subscription_ids: target
+                        .ids
+                        .iter()
+                        .filter_map(|i| SubscriptionId::new(*i))
+                        .collect(),
+                },
+            };
+            if !s.load(loaded, expired) {
+                break;
+            }
+        }
+        let journal = s.take_journal();
+        self.storage.append_all(&journal);
     }
 
     /// Adds a subscription; returns true if it is new (not a replacement). Returns once
@@ -730,6 +1003,9 @@ impl Shard {
         let Some(session) = self.sessions.borrow_mut().remove(key) else {
             return;
         };
+        if let Some(no) = session.borrow().durable_no() {
+            self.storage.append(&StateRecord::SessionGone { no });
+        }
         let filters: Vec<TopicFilter> = session.borrow().subscriptions.keys().cloned().collect();
         for f in filters {
             self.unsubscribe(key, &f).await;

@@ -96,7 +96,26 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock, StartError> {
 /// Fails if another process listens on `addr`. Every shard binds with SO_REUSEPORT, which
 /// would otherwise let a second broker silently take a share of the connections; a bind
 /// without SO_REUSEPORT fails while any listener holds the port.
+///
+/// Retries for up to two seconds: after a `kill -9`, the kernel releases the dead
+/// process's listening sockets a moment later (io_uring tears its ring down
+/// asynchronously), and a restart should not fail over that.
 pub fn check_port_free(addr: SocketAddr) -> Result<(), StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match try_bind(addr) {
+            Err(StartError::Listen { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_bind(addr: SocketAddr) -> Result<(), StartError> {
     let err = |source| StartError::Listen { addr, source };
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),

@@ -1,0 +1,642 @@
+//! What the broker writes to a shard's log: one [`StateRecord`] per change to durable
+//! state, and its body encoding. Pure: no I/O. The frame around a body (len, CRC, type) is
+//! [`super::record`]'s; this module gives the type byte and the body bytes.
+//!
+//! All integers are little-endian. `str` and `bytes` are a u32 length then the bytes. A
+//! session is named by its **session number** (`no`, u64), unique within its shard's log
+//! and given by [`StateRecord::Session`]; later records name it by number only. Each
+//! message queued for a persistent session gets that session's next **sequence number**
+//! (`seq`); the session's packet id for it is derived from `seq` (see
+//! `Session::packet_id_of`), so a restarted broker resends with the ids the client knows.
+//!
+//! | type | record        | body                                                        |
+//! |------|---------------|-------------------------------------------------------------|
+//! | 1    | Session       | no u64, expiry_secs u32, client_id str                      |
+//! | 2    | SessionGone   | no u64                                                      |
+//! | 3    | Subscribe     | no u64, options u8, subscription_id u32 (0: none), filter str |
+//! | 4    | Unsubscribe   | no u64, filter str                                          |
+//! | 5    | Deliver       | targets u32, targets x (no u64, seq u64, qos u8, flags u8 (1 retain, 2 sent), ids u8, ids x u32), tag, message |
+//! | 6    | Acked         | no u64, seq u64, low_seq u64, low_offset u64                |
+//! | 7    | Released      | no u64, seq u64                                             |
+//! | 8    | Accepted      | no u64, packet_id u16, first u64 (a checkpoint's copy: the original's offset), message |
+//! | 9    | InReleased    | no u64, packet_id u16                                       |
+//! | 10   | Retain        | tag, message (empty payload: the topic's retained message is cleared) |
+//! | 11   | Will          | no u64, message                                             |
+//! | 12   | WillClear     | no u64                                                      |
+//! | 13   | Detached      | no u64, unix_ms u64                                         |
+//! | 14   | CheckpointBegin | (empty)                                                   |
+//! | 15   | CheckpointEnd | (empty)                                                     |
+//! | 16   | Queue         | no u64, next_seq u64, low_seq u64, low_offset u64, then three lists (u32 count, u64 each): acked, released, sent |
+//! | 17   | Sent          | no u64, seq u64 (a queued delivery was first sent)         |
+//!
+//! - `message`: origin client id str, received unix_ms u64, then the message as an MQTT
+//!   5.0 PUBLISH packet (fixed header included; packet id 1 when QoS > 0), so the codec
+//!   that reads clients' packets also reads the log.
+//! - `tag`: origin shard u16 (`0xFFFF`: none), origin offset u64. An inbound QoS 2 message
+//!   is tagged with the shard and offset of its `Accepted` record, so that recovery can
+//!   finish routing it without delivering it twice.
+//! - `low_offset`: `u64::MAX` for none.
+//! - `Acked`: the delivery `seq` is complete (PUBACK, PUBCOMP, refused, or expired), and
+//!   every delivery below `low_seq` is; `low_offset` is where the oldest incomplete one's
+//!   `Deliver` record is, or where to look for it.
+//! - A checkpoint (`CheckpointBegin`, the live state as Session / Subscribe / Queue /
+//!   Accepted / Will / Retain records, `CheckpointEnd`) replaces all state before it; the
+//!   records before it are then dead, except `Deliver` records still queued.
+
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::record::RecordType;
+use super::LogOffset;
+use crate::message::Message;
+use crate::protocol::{
+    decode, Decoded, Packet, PacketId, ProtocolVersion, Publish, QoS, RetainHandling,
+    SubscriptionId, SubscriptionOptions,
+};
+
+/// One delivery target of a [`StateRecord::Deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub no: u64,
+    pub seq: u64,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Sent to the client when it was queued (it was connected with room in its window):
+    /// a resend after a restart carries DUP 1.
+    pub sent: bool,
+    pub ids: Vec<u32>,
+}
+
+/// Where an inbound QoS 2 message was accepted: its `Accepted` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag {
+    pub shard: u16,
+    pub offset: u64,
+}
+
+/// A change to durable state.
+#[derive(Debug, Clone)]
+pub enum StateRecord {
+    Session {
+        no: u64,
+        expiry_secs: u32,
+        client_id: Arc<str>,
+    },
+    SessionGone {
+        no: u64,
+    },
+    Subscribe {
+        no: u64,
+        options: SubscriptionOptions,
+        id: Option<SubscriptionId>,
+        filter: Box<str>,
+    },
+    Unsubscribe {
+        no: u64,
+        filter: Box<str>,
+    },
+    Deliver {
+        targets: Vec<Target>,
+        tag: Option<Tag>,
+        message: Message,
+    },
+    Acked {
+        no: u64,
+        seq: u64,
+        low_seq: u64,
+        low_offset: Option<LogOffset>,
+    },
+    Released {
+        no: u64,
+        seq: u64,
+    },
+    Accepted {
+        no: u64,
+        packet_id: PacketId,
+        /// Where it was first accepted, when a checkpoint copies it (its tag stays).
+        first: Option<LogOffset>,
+        message: Message,
+    },
+    InReleased {
+        no: u64,
+        packet_id: PacketId,
+    },
+    Retain {
+        tag: Option<Tag>,
+        message: Message,
+    },
+    Will {
+        no: u64,
+        message: Message,
+    },
+    WillClear {
+        no: u64,
+    },
+    Detached {
+        no: u64,
+        unix_ms: u64,
+    },
+    CheckpointBegin,
+    CheckpointEnd,
+    Queue {
+        no: u64,
+        next_seq: u64,
+        low_seq: u64,
+        low_offset: Option<LogOffset>,
+        acked: Vec<u64>,
+        released: Vec<u64>,
+        sent: Vec<u64>,
+    },
+    Sent {
+        no: u64,
+        seq: u64,
+    },
+}
+
+/// A body that does not decode: the log holds something this version did not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record type {record_type}: {what}")]
+pub struct StateError {
+    pub record_type: u8,
+    pub what: String,
+}
+
+const NO_SHARD: u16 = 0xFFFF;
+const NO_OFFSET: u64 = u64::MAX;
+
+impl StateRecord {
+    pub fn record_type(&self) -> RecordType {
+        let t = match self {
+            StateRecord::Session { .. } => 1,
+            StateRecord::SessionGone { .. } => 2,
+            StateRecord::Subscribe { .. } => 3,
+            StateRecord::Unsubscribe { .. } => 4,
+            StateRecord::Deliver { .. } => 5,
+            StateRecord::Acked { .. } => 6,
+            StateRecord::Released { .. } => 7,
+            StateRecord::Accepted { .. } => 8,
+            StateRecord::InReleased { .. } => 9,
+            StateRecord::Retain { .. } => 10,
+            StateRecord::Will { .. } => 11,
+            StateRecord::WillClear { .. } => 12,
+            StateRecord::Detached { .. } => 13,
+            StateRecord::CheckpointBegin => 14,
+            StateRecord::CheckpointEnd => 15,
+            StateRecord::Queue { .. } => 16,
+            StateRecord::Sent { .. } => 17,
+        };
+        RecordType::new(t).unwrap_or(DELIVER)
+    }
+
+    /// Appends the body to `out` (cleared first).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let mut w = Writer(out);
+        match self {
+            StateRecord::Session {
+                no,
+                expiry_secs,
+                client_id,
+            } => {
+                w.u64(*no);
+                w.u32(*expiry_secs);
+                w.bytes(client_id.as_bytes());
+            }
+            StateRecord::SessionGone { no } | StateRecord::WillClear { no } => w.u64(*no),
+            StateRecord::Subscribe {
+                no,
+                options,
+                id,
+                filter,
+            } => {
+                w.u64(*no);
+                w.u8(options_byte(options));
+                w.u32(id.map_or(0, |i| i.get()));
+                w.bytes(filter.as_bytes());
+            }
+            StateRecord::Unsubscribe { no, filter } => {
+                w.u64(*no);
+                w.bytes(filter.as_bytes());
+            }
+            StateRecord::Deliver {
+                targets,
+                tag,
+                message,
+            } => {
+                w.u32(targets.len() as u32);
+                for t in targets {
+                    w.u64(t.no);
+                    w.u64(t.seq);
+                    w.u8(t.qos as u8);
+                    w.u8(u8::from(t.retain) | (u8::from(t.sent) << 1));
+                    let ids = t.ids.get(..t.ids.len().min(255)).unwrap_or_default();
+                    w.u8(ids.len() as u8);
+                    for id in ids {
+                        w.u32(*id);
+                    }
+                }
+                w.tag(*tag);
+                w.message(message);
+            }
+            StateRecord::Acked {
+                no,
+                seq,
+                low_seq,
+                low_offset,
+            } => {
+                w.u64(*no);
+                w.u64(*seq);
+                w.u64(*low_seq);
+                w.u64(low_offset.map_or(NO_OFFSET, LogOffset::get));
+            }
+            StateRecord::Released { no, seq } | StateRecord::Sent { no, seq } => {
+                w.u64(*no);
+                w.u64(*seq);
+            }
+            StateRecord::Accepted {
+                no,
+                packet_id,
+                first,
+                message,
+            } => {
+                w.u64(*no);
+                w.u16(packet_id.get());
+                w.u64(first.map_or(NO_OFFSET, LogOffset::get));
+                w.message(message);
+            }
+            StateRecord::InReleased { no, packet_id } => {
+                w.u64(*no);
+                w.u16(packet_id.get());
+            }
+            StateRecord::Retain { tag, message } => {
+                w.tag(*tag);
+                w.message(message);
+            }
+            StateRecord::Will { no, message } => {
+                w.u64(*no);
+                w.message(message);
+            }
+            StateRecord::Detached { no, unix_ms } => {
+                w.u64(*no);
+                w.u64(*unix_ms);
+            }
+            StateRecord::CheckpointBegin | StateRecord::CheckpointEnd => {}
+            StateRecord::Queue {
+                no,
+                next_seq,
+                low_seq,
+                low_offset,
+                acked,
+                released,
+                sent,
+            } => {
+                w.u64(*no);
+                w.u64(*next_seq);
+                w.u64(*low_seq);
+                w.u64(low_offset.map_or(NO_OFFSET, LogOffset::get));
+                for list in [acked, released, sent] {
+                    w.u32(list.len() as u32);
+                    for s in list {
+                        w.u64(*s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes a body written by [`StateRecord::encode`].
+    pub fn decode(record_type: RecordType, body: &[u8]) -> Result<StateRecord, StateError> {
+        let t = record_type.get();
+        let mut r = Reader { buf: body, t };
+        let rec = match t {
+            1 => StateRecord::Session {
+                no: r.u64()?,
+                expiry_secs: r.u32()?,
+                client_id: Arc::from(r.str()?),
+            },
+            2 => StateRecord::SessionGone { no: r.u64()? },
+            3 => StateRecord::Subscribe {
+                no: r.u64()?,
+                options: r.options()?,
+                id: SubscriptionId::new(r.u32()?),
+                filter: Box::from(r.str()?),
+            },
+            4 => StateRecord::Unsubscribe {
+                no: r.u64()?,
+                filter: Box::from(r.str()?),
+            },
+            5 => {
+                let n = r.u32()? as usize;
+                let mut targets = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let no = r.u64()?;
+                    let seq = r.u64()?;
+                    let qos = r.qos()?;
+                    let flags = r.u8()?;
+                    let k = r.u8()?;
+                    let mut ids = Vec::with_capacity(usize::from(k));
+                    for _ in 0..k {
+                        ids.push(r.u32()?);
+                    }
+                    targets.push(Target {
+                        no,
+                        seq,
+                        qos,
+                        retain: flags & 1 != 0,
+                        sent: flags & 2 != 0,
+                        ids,
+                    });
+                }
+                StateRecord::Deliver {
+                    targets,
+                    tag: r.tag()?,
+                    message: r.message()?,
+                }
+            }
+            6 => StateRecord::Acked {
+                no: r.u64()?,
+                seq: r.u64()?,
+                low_seq: r.u64()?,
+                low_offset: r.offset()?,
+            },
+            7 => StateRecord::Released {
+                no: r.u64()?,
+                seq: r.u64()?,
+            },
+            8 => StateRecord::Accepted {
+                no: r.u64()?,
+                packet_id: r.packet_id()?,
+                first: r.offset()?,
+                message: r.message()?,
+            },
+            9 => StateRecord::InReleased {
+                no: r.u64()?,
+                packet_id: r.packet_id()?,
+            },
+            10 => StateRecord::Retain {
+                tag: r.tag()?,
+                message: r.message()?,
+            },
+            11 => StateRecord::Will {
+                no: r.u64()?,
+                message: r.message()?,
+            },
+            12 => StateRecord::WillClear { no: r.u64()? },
+            13 => StateRecord::Detached {
+                no: r.u64()?,
+                unix_ms: r.u64()?,
+            },
+            14 => StateRecord::CheckpointBegin,
+            15 => StateRecord::CheckpointEnd,
+            16 => {
+                let no = r.u64()?;
+                let next_seq = r.u64()?;
+                let low_seq = r.u64()?;
+                let low_offset = r.offset()?;
+                let acked = r.seqs()?;
+                let released = r.seqs()?;
+                let sent = r.seqs()?;
+                StateRecord::Queue {
+                    no,
+                    next_seq,
+                    low_seq,
+                    low_offset,
+                    acked,
+                    released,
+                    sent,
+                }
+            }
+            17 => StateRecord::Sent {
+                no: r.u64()?,
+                seq: r.u64()?,
+            },
+            _ => return Err(r.err("unknown record type")),
+        };
+        if !r.buf.is_empty() {
+            return Err(r.err("bytes left after the body"));
+        }
+        Ok(rec)
+    }
+}
+
+/// Whether a `Deliver` body names session `no`, without decoding the message: what a
+/// session's queue reader checks for every record it passes.
+pub fn deliver_target(body: &[u8], no: u64) -> Option<Target> {
+    let mut r = Reader { buf: body, t: 5 };
+    let n = r.u32().ok()?;
+    for _ in 0..n {
+        let t_no = r.u64().ok()?;
+        let seq = r.u64().ok()?;
+        let qos = r.qos().ok()?;
+        let flags = r.u8().ok()?;
+        let k = r.u8().ok()?;
+        if t_no == no {
+            let mut ids = Vec::with_capacity(usize::from(k));
+            for _ in 0..k {
+                ids.push(r.u32().ok()?);
+            }
+            return Some(Target {
+                no,
+                seq,
+                qos,
+                retain: flags & 1 != 0,
+                sent: flags & 2 != 0,
+                ids,
+            });
+        }
+        r.skip(usize::from(k) * 4).ok()?;
+    }
+    None
+}
+
+/// The record type of `Deliver`.
+#[allow(clippy::panic)] // evaluated at compile time: a panic here fails the build
+pub const DELIVER: RecordType = match RecordType::new(5) {
+    Some(t) => t,
+    None => panic!("record type 0 is reserved"),
+};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The `Instant` that was `unix_ms` (now, if that is in the future or too far back).
+pub fn instant_of(unix_ms: u64) -> Instant {
+    let now = Instant::now();
+    let ago = unix_ms_now().saturating_sub(unix_ms);
+    now.checked_sub(Duration::from_millis(ago)).unwrap_or(now)
+}
+
+fn options_byte(o: &SubscriptionOptions) -> u8 {
+    (o.qos as u8)
+        | (u8::from(o.no_local) << 2)
+        | (u8::from(o.retain_as_published) << 3)
+        | ((o.retain_handling as u8) << 4)
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn tag(&mut self, tag: Option<Tag>) {
+        self.u16(tag.map_or(NO_SHARD, |t| t.shard));
+        self.u64(tag.map_or(NO_OFFSET, |t| t.offset));
+    }
+    fn message(&mut self, m: &Message) {
+        self.bytes(m.origin.as_bytes());
+        self.u64(unix_ms_of(m.received_at));
+        let publish = Publish {
+            dup: false,
+            qos: m.qos,
+            retain: m.retain,
+            topic: m.topic.clone(),
+            packet_id: (m.qos != QoS::AtMostOnce).then_some(PACKET_ID_ONE),
+            properties: m.properties.clone(),
+            payload: m.payload.clone(),
+        };
+        let mut buf = BytesMut::new();
+        // A message the broker accepted always encodes (it decoded from a client).
+        if Packet::Publish(publish)
+            .encode(ProtocolVersion::V5, &mut buf)
+            .is_ok()
+        {
+            self.0.extend_from_slice(&buf);
+        }
+    }
+}
+
+const PACKET_ID_ONE: PacketId = PacketId::MIN;
+
+/// The Unix time in milliseconds of an `Instant` in the past.
+pub fn unix_ms_of(at: Instant) -> u64 {
+    let ago = Instant::now().saturating_duration_since(at).as_millis() as u64;
+    unix_ms_now().saturating_sub(ago)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    t: u8,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, what: &str) -> StateError {
+        StateError {
+            record_type: self.t,
+            what: what.to_owned(),
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
+        if self.buf.len() < n {
+            return Err(self.err("body ends early"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn skip(&mut self, n: usize) -> Result<(), StateError> {
+        self.take(n).map(|_| ())
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StateError> {
+        let b = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(b);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, StateError> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+    fn u16(&mut self) -> Result<u16, StateError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, StateError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, StateError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], StateError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<&'a str, StateError> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|_| self.err("string is not UTF-8"))
+    }
+    fn qos(&mut self) -> Result<QoS, StateError> {
+        let b = self.u8()?;
+        QoS::from_u8(b).ok_or_else(|| self.err("bad QoS"))
+    }
+    fn packet_id(&mut self) -> Result<PacketId, StateError> {
+        PacketId::new(self.u16()?).ok_or_else(|| self.err("packet id 0"))
+    }
+    fn seqs(&mut self) -> Result<Vec<u64>, StateError> {
+        let n = self.u32()? as usize;
+        if n > self.buf.len() / 8 {
+            return Err(self.err("list longer than the body"));
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
+    fn offset(&mut self) -> Result<Option<LogOffset>, StateError> {
+        let v = self.u64()?;
+        Ok((v != NO_OFFSET).then_some(LogOffset::new(v)))
+    }
+    fn tag(&mut self) -> Result<Option<Tag>, StateError> {
+        let shard = self.u16()?;
+        let offset = self.u64()?;
+        Ok((shard != NO_SHARD).then_some(Tag { shard, offset }))
+    }
+    fn options(&mut self) -> Result<SubscriptionOptions, StateError> {
+        let b = self.u8()?;
+        Ok(SubscriptionOptions {
+            qos: QoS::from_u8(b & 0x03).ok_or_else(|| self.err("bad subscription QoS"))?,
+            no_local: b & 0x04 != 0,
+            retain_as_published: b & 0x08 != 0,
+            retain_handling: match (b >> 4) & 0x03 {
+                0 => RetainHandling::SendAtSubscribe,
+                1 => RetainHandling::SendIfNew,
+                _ => RetainHandling::DoNotSend,
+            },
+        })
+    }
+    fn message(&mut self) -> Result<Message, StateError> {
+        let origin: Arc<str> = Arc::from(self.str()?);
+        let received = self.u64()?;
+        let rest = std::mem::take(&mut self.buf);
+        let mut buf = BytesMut::from(rest);
+        let packet = decode(&mut buf, Some(ProtocolVersion::V5), usize::MAX)
+            .map_err(|e| self.err(&format!("message does not decode: {e}")))?;
+        let Decoded::Packet(Packet::Publish(p)) = packet else {
+            return Err(self.err("message is not a whole PUBLISH"));
+        };
+        if !buf.is_empty() {
+            return Err(self.err("bytes left after the message"));
+        }
+        let mut m = Message::from_publish(p, origin);
+        m.received_at = instant_of(received);
+        // The payload is a slice of `buf`, which holds only this packet.
+        m.payload = Bytes::clone(&m.payload);
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests;

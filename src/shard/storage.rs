@@ -1,0 +1,602 @@
+//! A shard's durable state on its segment log ([`crate::persist`]): appending the records
+//! of [`StateRecord`], group commit (one msync, off the shard's loop, releases every
+//! acknowledgement waiting for it), segments prepared ahead, the queue reader of
+//! persistent sessions, checkpoints that let old segments go, and recovery.
+//!
+//! Clean sessions never come here. A shard that never logs anything never creates a file.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::FsyncPolicy;
+use crate::message::Message;
+use crate::persist::state::{deliver_target, StateRecord, Tag, Target, DELIVER};
+use crate::persist::{AppendError, Log, LogOffset, LogOptions, PersistError, Recovery};
+use crate::protocol::{SubscriptionId, SubscriptionOptions};
+use crate::session::{Notify, RecoveredQueue};
+
+/// What runs once the log is durable past an offset.
+type Waiter = Box<dyn FnOnce()>;
+
+/// A shard's log and what waits for it.
+pub struct Storage {
+    dir: PathBuf,
+    options: LogOptions,
+    log: RefCell<Option<Log>>,
+    policy: FsyncPolicy,
+    interval: Duration,
+    /// Callbacks waiting for the log to be flushed past an offset, in append order.
+    waiters: RefCell<VecDeque<(LogOffset, Waiter)>>,
+    flush_wanted: Notify,
+    prepare_wanted: Notify,
+    buf: RefCell<Vec<u8>>,
+    next_no: Cell<u64>,
+    /// Tags of the tagged records recovery found: the in-doubt QoS 2 messages re-routed at
+    /// start are not delivered twice. Emptied once that is done.
+    pub recovered_tags: RefCell<HashSet<Tag>>,
+    /// Where the last complete checkpoint begins: state records before it are dead.
+    checkpoint_at: Cell<LogOffset>,
+    /// Log bytes appended since the last checkpoint.
+    since_checkpoint: Cell<u64>,
+    pub stats: StorageStats,
+}
+
+/// Counters for logs and metrics.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    pub records: Cell<u64>,
+    pub flushes: Cell<u64>,
+    /// Appends that had to flush or create a segment on the shard's loop.
+    pub stalls: Cell<u64>,
+    pub segments_removed: Cell<u64>,
+}
+
+impl Storage {
+    /// Opens (recovers) the log of `dir`: blocking, before the shard serves. Returns the
+    /// state the log holds.
+    pub fn open(
+        dir: &Path,
+        options: LogOptions,
+        policy: FsyncPolicy,
+        interval: Duration,
+    ) -> Result<(Storage, Recovered), PersistError> {
+        let started = Instant::now();
+        let recovery = Recovery::open(dir, options)?;
+        let mut recovered = Recovered::default();
+        let log = if recovery.segment_paths().next().is_none() {
+            None
+        } else {
+            let mut scan = recovery.scan();
+            for record in scan.by_ref() {
+                let record = record?;
+                let rec = StateRecord::decode(record.record_type, record.body).map_err(|e| {
+                    PersistError::Io {
+                        path: dir.to_owned(),
+                        op: "decode a record",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("at log offset {}: {e}", record.offset),
+                        ),
+                    }
+                })?;
+                recovered.apply(record.offset, rec);
+            }
+            let scanned = scan.finish()?;
+            let (log, report) = recovery.into_log(scanned)?;
+            recovered.records = report.records;
+            recovered.bytes = report.record_bytes;
+            if let Some(torn) = &report.torn_tail {
+                tracing::warn!(
+                    path = %torn.path.display(), offset = %torn.offset,
+                    bytes = torn.discarded_bytes, cause = ?torn.cause,
+                    saved_to = ?torn.saved_to,
+                    "torn tail cut off the log (a crash interrupted a write; nothing acknowledged is in it)"
+                );
+            }
+            for q in &report.quarantined {
+                tracing::warn!(path = %q.display(), "segment moved aside by an operator: not read");
+            }
+            Some(log)
+        };
+        recovered.elapsed = started.elapsed();
+        let storage = Storage {
+            dir: dir.to_owned(),
+            options,
+            log: RefCell::new(log),
+            policy,
+            interval,
+            waiters: RefCell::default(),
+            flush_wanted: Notify::default(),
+            prepare_wanted: Notify::default(),
+            buf: RefCell::default(),
+            next_no: Cell::new(recovered.max_no + 1),
+            recovered_tags: RefCell::new(std::mem::take(&mut recovered.tags)),
+            checkpoint_at: Cell::new(recovered.checkpoint_at),
+            since_checkpoint: Cell::new(recovered.bytes),
+            stats: StorageStats::default(),
+        };
+        Ok((storage, recovered))
+    }
+
+    pub fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
+    /// A number for a new persistent session.
+    pub fn new_session_no(&self) -> u64 {
+        let no = self.next_no.get();
+        self.next_no.set(no + 1);
+        no
+    }
+
+    /// Appends a record; returns its offset and the offset just after it (what a flush
+    /// must pass for it to be durable). Never waits; in the rare case that the log must
+    /// flush or create a segment first, that happens here, blocking (counted).
+    pub fn append(&self, record: &StateRecord) -> (LogOffset, LogOffset) {
+        let mut buf = self.buf.borrow_mut();
+        record.encode(&mut buf);
+        let mut slot = self.log.borrow_mut();
+        let log = match &mut *slot {
+            Some(log) => log,
+            None => {
+                let (log, _) = Log::open(&self.dir, self.options).unwrap_or_else(|e| fatal(&e));
+                slot.insert(log)
+            }
+        };
+        loop {
+            match log.append(record.record_type(), &buf) {
+                Ok(at) => {
+                    let end = log.end_offset();
+                    let s = &self.stats;
+                    s.records.set(s.records.get() + 1);
+                    self.since_checkpoint
+                        .set(self.since_checkpoint.get() + end.get().saturating_sub(at.get()));
+                    if !log.next_segment_ready() {
+                        self.prepare_wanted.notify_all();
+                    }
+                    return (at, end);
+                }
+                Err(AppendError::NeedsFlush) => {
+                    self.stats.stalls.set(self.stats.stalls.get() + 1);
+                    log.flush_blocking().unwrap_or_else(|e| fatal(&e));
+                    self.flush_wanted.notify_all();
+                }
+                Err(AppendError::NeedsNextSegment) => {
+                    self.stats.stalls.set(self.stats.stalls.get() + 1);
+                    log.prepare_next_blocking().unwrap_or_else(|e| fatal(&e));
+                }
+                Err(e @ AppendError::TooLarge { .. }) => {
+                    // Config validation keeps a largest message well within a segment.
+                    fatal(&e);
+                }
+            }
+        }
+    }
+
+    /// Appends each record of a session's journal.
+    pub fn append_all(&self, records: &[StateRecord]) -> Option<LogOffset> {
+        records.iter().map(|r| self.append(r).1).last()
+    }
+
+    /// Whether an acknowledgement for a record ending at `end` must wait for a flush.
+    pub fn must_wait(&self, end: LogOffset) -> bool {
+        self.policy == FsyncPolicy::Always && self.flushed() < end
+    }
+
+    /// Runs `f` once everything below `end` is durable as the fsync policy says: at once
+    /// for `interval` and `never`, after the flush that covers it for `always`.
+    pub fn when_durable(&self, end: LogOffset, f: impl FnOnce() + 'static) {
+        if !self.must_wait(end) {
+            f();
+            return;
+        }
+        self.waiters.borrow_mut().push_back((end, Box::new(f)));
+        self.flush_wanted.notify_all();
+    }
+
+    fn flushed(&self) -> LogOffset {
+        self.log
+            .borrow()
+            .as_ref()
+            .map_or(LogOffset::default(), Log::flushed_offset)
+    }
+
+    fn release_waiters(&self) {
+        let flushed = self.flushed();
+        loop {
+            let due = {
+                let mut w = self.waiters.borrow_mut();
+                match w.front() {
+                    Some((end, _)) if *end <= flushed => w.pop_front(),
+                    _ => None,
+                }
+            };
+            match due {
+                Some((_, f)) => f(),
+                None => break,
+            }
+        }
+    }
+
+    /// The next delivery queued for session `no` at or after `from`: each one found is
+    /// offered to `skip` first (with where the reader goes on after it); the first not
+    /// skipped is returned with its message.
+    pub fn next_delivery(
+        &self,
+        no: u64,
+        from: LogOffset,
+        mut skip: impl FnMut(u64, LogOffset) -> bool,
+    ) -> Option<(Target, LogOffset, LogOffset, Message)> {
+        let log = self.log.borrow();
+        let log = log.as_ref()?;
+        for record in log.records_from(from) {
+            if record.record_type != DELIVER {
+                continue;
+            }
+            let Some(target) = deliver_target(record.body, no) else {
+                continue;
+            };
+            let next = Log::after(&record);
+            if skip(target.seq, next) {
+                continue;
+            }
+            match StateRecord::decode(record.record_type, record.body) {
+                Ok(StateRecord::Deliver { message, .. }) => {
+                    return Some((target, record.offset, next, message))
+                }
+                _ => {
+                    tracing::error!(offset = %record.offset, "a Deliver record does not decode; skipped");
+                }
+            }
+        }
+        None
+    }
+
+    /// Flushes everything, on this thread (clean shutdown).
+    pub fn flush_now(&self) {
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.flush_blocking().unwrap_or_else(|e| fatal(&e));
+        }
+        self.release_waiters();
+    }
+
+    /// Log bytes written since the last checkpoint, and the log's size on disk.
+    pub fn checkpoint_due(&self) -> bool {
+        let log = self.log.borrow();
+        let Some(log) = log.as_ref() else {
+            return false;
+        };
+        // Only worth it once a whole segment's worth of records could go.
+        self.since_checkpoint.get() >= self.options.segment_bytes && log.segment_paths().len() > 2
+    }
+
+    /// Writes a checkpoint: `records` (the live state) between begin and end markers, so
+    /// that every state record before it is dead.
+    pub fn write_checkpoint(&self, records: impl Iterator<Item = StateRecord>) {
+        let (begin, _) = self.append(&StateRecord::CheckpointBegin);
+        for r in records {
+            self.append(&r);
+        }
+        self.append(&StateRecord::CheckpointEnd);
+        self.checkpoint_at.set(begin);
+        self.since_checkpoint.set(0);
+    }
+
+    /// Deletes the segments wholly below `live` (the oldest record still needed: the last
+    /// checkpoint, or a queued delivery), off the shard's loop.
+    pub async fn remove_dead(&self, oldest_delivery: Option<LogOffset>) {
+        let live = oldest_delivery.map_or(self.checkpoint_at.get(), |d| {
+            d.min(self.checkpoint_at.get())
+        });
+        let job = match self.log.borrow_mut().as_mut() {
+            Some(log) => log.remove_below(live),
+            None => return,
+        };
+        if job.is_empty() {
+            return;
+        }
+        match glommio::executor().spawn_blocking(move || job.run()).await {
+            Ok(removed) => {
+                let s = &self.stats;
+                s.segments_removed
+                    .set(s.segments_removed.get() + removed.len() as u64);
+                tracing::debug!(segments = removed.len(), below = %live, "removed dead segments");
+            }
+            Err(e) => fatal(&e),
+        }
+    }
+}
+
+/// A write or flush of the log failed: the broker stops rather than acknowledge what may
+/// not be on disk.
+fn fatal(e: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %e, "storage failed; stopping so that nothing is acknowledged that is not on disk");
+    eprintln!("ringmq: storage failed: {e}");
+    std::process::exit(74);
+}
+
+/// Flushes the log as the fsync policy says and releases what waits for it. With
+/// `always`, one msync covers every record appended before it started (group commit);
+/// with `interval`, one runs every `interval_ms`; with `never`, the kernel writes pages back
+/// when it likes (a crash of the process loses nothing; a crash of the machine may).
+pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
+    while !shutdown.is_triggered() {
+        match storage.policy {
+            FsyncPolicy::Always => {
+                let wanted = storage.flush_wanted.notified();
+                let waiting = storage
+                    .waiters
+                    .borrow()
+                    .front()
+                    .is_some_and(|(end, _)| *end > storage.flushed());
+                if !waiting {
+                    storage.release_waiters();
+                    let _ = super::with_timeout(wanted, Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+            FsyncPolicy::Interval => glommio::timer::sleep(storage.interval).await,
+            FsyncPolicy::Never => {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let job = storage.log.borrow().as_ref().and_then(Log::flush_job);
+        if let Some(job) = job {
+            match glommio::executor().spawn_blocking(move || job.run()).await {
+                Ok(done) => {
+                    if let Some(log) = storage.log.borrow_mut().as_mut() {
+                        log.complete_flush(done);
+                    }
+                    let s = &storage.stats;
+                    s.flushes.set(s.flushes.get() + 1);
+                }
+                Err(e) => fatal(&e),
+            }
+        }
+        storage.release_waiters();
+    }
+}
+
+/// Creates the next segment ahead of time, off the shard's loop, whenever the log has
+/// none ready.
+pub async fn preparer(storage: Rc<Storage>, shutdown: super::Shutdown) {
+    while !shutdown.is_triggered() {
+        let wanted = storage.prepare_wanted.notified();
+        let job = storage.log.borrow().as_ref().and_then(Log::prepare_job);
+        match job {
+            Some(job) => match glommio::executor().spawn_blocking(move || job.run()).await {
+                Ok(prepared) => {
+                    if let Some(log) = storage.log.borrow_mut().as_mut() {
+                        // The loop may have made one itself meanwhile (a stall): then this
+                        // one is surplus, and recovery removes empty surplus segments.
+                        if !log.next_segment_ready() {
+                            if let Err(e) = log.install_next(prepared) {
+                                tracing::warn!(error = %e, "prepared segment not used");
+                            }
+                        }
+                    }
+                }
+                Err(e) => fatal(&e),
+            },
+            None => {
+                let _ = super::with_timeout(wanted, Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One persistent session as the log describes it.
+#[derive(Debug, Clone)]
+pub struct RecoveredSession {
+    pub client_id: Arc<str>,
+    pub expiry_secs: u32,
+    /// When its client disconnected (Unix ms); `None`: connected when the broker stopped.
+    pub detached_ms: Option<u64>,
+    pub subscriptions: BTreeMap<Box<str>, (SubscriptionOptions, Option<SubscriptionId>)>,
+    pub queue: RecoveredQueue,
+    /// Inbound QoS 2 messages accepted and not released: packet id -> (offset of the
+    /// `Accepted` record, message).
+    pub inbound: BTreeMap<u16, (LogOffset, Message)>,
+    pub will: Option<Message>,
+}
+
+/// State rebuilt from records, before or inside a checkpoint.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveredState {
+    pub sessions: BTreeMap<u64, RecoveredSession>,
+    pub retained: HashMap<Box<str>, Message>,
+}
+
+/// What recovery rebuilt from a shard's log.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub state: RecoveredState,
+    /// A checkpoint being read: it replaces `state` when its end marker is reached.
+    checkpoint: Option<RecoveredState>,
+    checkpoint_begin: LogOffset,
+    pub checkpoint_at: LogOffset,
+    pub tags: HashSet<Tag>,
+    pub max_no: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Recovered {
+    /// Applies one record found at `offset`.
+    pub fn apply(&mut self, offset: LogOffset, record: StateRecord) {
+        match record {
+            StateRecord::CheckpointBegin => {
+                self.checkpoint = Some(RecoveredState::default());
+                self.checkpoint_begin = offset;
+                return;
+            }
+            StateRecord::CheckpointEnd => {
+                if let Some(state) = self.checkpoint.take() {
+                    self.state = state;
+                    self.checkpoint_at = self.checkpoint_begin;
+                }
+                return;
+            }
+            _ => {}
+        }
+        let state = self.checkpoint.as_mut().unwrap_or(&mut self.state);
+        match record {
+            StateRecord::Session {
+                no,
+                expiry_secs,
+                client_id,
+            } => {
+                self.max_no = self.max_no.max(no);
+                let s = state
+                    .sessions
+                    .entry(no)
+                    .or_insert_with(|| RecoveredSession {
+                        client_id: client_id.clone(),
+                        expiry_secs,
+                        detached_ms: None,
+                        subscriptions: BTreeMap::new(),
+                        queue: RecoveredQueue::new(),
+                        inbound: BTreeMap::new(),
+                        will: None,
+                    });
+                s.expiry_secs = expiry_secs;
+                s.detached_ms = None;
+            }
+            StateRecord::SessionGone { no } => {
+                state.sessions.remove(&no);
+            }
+            StateRecord::Subscribe {
+                no,
+                options,
+                id,
+                filter,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.subscriptions.insert(filter, (options, id));
+                }
+            }
+            StateRecord::Unsubscribe { no, filter } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.subscriptions.remove(&filter);
+                }
+            }
+            StateRecord::Deliver { targets, tag, .. } => {
+                if let Some(tag) = tag {
+                    self.tags.insert(tag);
+                }
+                for t in targets {
+                    if let Some(s) = state.sessions.get_mut(&t.no) {
+                        let q = &mut s.queue;
+                        q.next_seq = q.next_seq.max(t.seq + 1);
+                        if q.cursor.is_none() && t.seq >= q.low_seq {
+                            q.cursor = Some(offset);
+                        }
+                        if t.sent {
+                            q.sent.insert(t.seq);
+                        }
+                    }
+                }
+            }
+            StateRecord::Sent { no, seq } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    if seq >= s.queue.low_seq {
+                        s.queue.sent.insert(seq);
+                    }
+                }
+            }
+            StateRecord::Acked {
+                no,
+                seq,
+                low_seq,
+                low_offset,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    let q = &mut s.queue;
+                    q.cursor = low_offset;
+                    q.advance(low_seq);
+                    if seq >= q.low_seq {
+                        q.acked.insert(seq);
+                    }
+                    q.released.remove(&seq);
+                    q.sent.remove(&seq);
+                }
+            }
+            StateRecord::Released { no, seq } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    if seq >= s.queue.low_seq {
+                        s.queue.released.insert(seq);
+                    }
+                }
+            }
+            StateRecord::Queue {
+                no,
+                next_seq,
+                low_seq,
+                low_offset,
+                acked,
+                released,
+                sent,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.queue = RecoveredQueue {
+                        next_seq,
+                        low_seq,
+                        cursor: low_offset,
+                        acked: acked.into_iter().collect(),
+                        released: released.into_iter().collect(),
+                        sent: sent.into_iter().collect(),
+                    };
+                }
+            }
+            StateRecord::Accepted {
+                no,
+                packet_id,
+                first,
+                message,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.inbound
+                        .insert(packet_id.get(), (first.unwrap_or(offset), message));
+                }
+            }
+            StateRecord::InReleased { no, packet_id } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.inbound.remove(&packet_id.get());
+                }
+            }
+            StateRecord::Retain { tag, message } => {
+                if let Some(tag) = tag {
+                    self.tags.insert(tag);
+                }
+                let topic: Box<str> = message.topic.as_str().into();
+                if message.payload.is_empty() {
+                    state.retained.remove(&topic);
+                } else {
+                    state.retained.insert(topic, message);
+                }
+            }
+            StateRecord::Will { no, message } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.will = Some(message);
+                }
+            }
+            StateRecord::WillClear { no } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.will = None;
+                }
+            }
+            StateRecord::Detached { no, unix_ms } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.detached_ms = Some(unix_ms);
+                }
+            }
+            StateRecord::CheckpointBegin | StateRecord::CheckpointEnd => {}
+        }
+    }
+}
