@@ -350,11 +350,21 @@ impl SubscriberSpec {
     }
 }
 
+/// One arrival of a message at a subscriber.
+struct Arrival {
+    /// Connection number, 1 for the first.
+    conn: u32,
+    packet_id: u16,
+    dup: bool,
+}
+
 /// A subscriber's client-side state, kept across connections like a real client's.
 struct Subscriber {
     spec: SubscriberSpec,
     /// Messages handed to the application, in order: (publisher, seq).
     delivered: Vec<(usize, u64)>,
+    /// How each message arrived each time it was handed over, for the report of duplicates.
+    arrivals: HashMap<(usize, u64), Vec<Arrival>>,
     /// QoS 2 packet ids PUBREC'd and not yet released, with the message each carried: a
     /// PUBLISH with one of these ids is a resend, not a new message (method A, 4.3.3).
     awaiting_pubrel: HashMap<u16, (usize, u64)>,
@@ -383,6 +393,7 @@ impl Subscriber {
         Subscriber {
             spec,
             delivered: Vec::new(),
+            arrivals: HashMap::new(),
             awaiting_pubrel: HashMap::new(),
             reconnects: 0,
             sessions_lost: 0,
@@ -405,15 +416,25 @@ impl Subscriber {
         Some(conn)
     }
 
+    /// Hands `message` to the application.
+    fn deliver(&mut self, message: (usize, u64), p: &Publish) {
+        self.delivered.push(message);
+        self.arrivals.entry(message).or_default().push(Arrival {
+            conn: self.reconnects,
+            packet_id: p.packet_id.map_or(0, |id| id.get()),
+            dup: p.dup,
+        });
+    }
+
     /// Handles one packet from the broker as a client does, acknowledging it.
     fn handle(&mut self, conn: &mut Conn, packet: Packet) -> Result<(), Gone> {
         match packet {
             Packet::Publish(p) => {
                 let message = parse_payload(&p);
                 match (p.qos, p.packet_id) {
-                    (QoS::AtMostOnce, _) => self.delivered.push(message),
+                    (QoS::AtMostOnce, _) => self.deliver(message, &p),
                     (QoS::AtLeastOnce, Some(id)) => {
-                        self.delivered.push(message);
+                        self.deliver(message, &p);
                         conn.send(&Packet::PubAck(Ack::new(id)))?;
                     }
                     (QoS::ExactlyOnce, Some(id)) => {
@@ -424,7 +445,7 @@ impl Subscriber {
                                         "id {} held {held:?}, resent PUBLISH carries {message:?}",
                                         id.get()
                                     ));
-                                    self.delivered.push(message);
+                                    self.deliver(message, &p);
                                 }
                                 if !p.dup {
                                     self.resent_without_dup += 1;
@@ -432,7 +453,7 @@ impl Subscriber {
                             }
                             None => {
                                 self.awaiting_pubrel.insert(id.get(), message);
-                                self.delivered.push(message);
+                                self.deliver(message, &p);
                             }
                         }
                         conn.send(&Packet::PubRec(Ack::new(id)))?;
@@ -685,6 +706,14 @@ fn acknowledged_messages_survive_repeated_kill9_ringmq_only() {
         .collect();
 
     // Figures.
+    let in_doubt: u64 = broker
+        .log_tail(usize::MAX)
+        .lines()
+        .filter(|l| l.contains("in-doubt"))
+        .filter_map(|l| l.split("messages=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("broker log: in-doubt QoS 2 messages routed again at recovery: {in_doubt}");
     eprintln!(
         "restarts: {} (kill -9 each), back up in {:?}; publishing for {publishing_ended:?}, \
          total {:?}",
@@ -774,10 +803,24 @@ fn acknowledged_messages_survive_repeated_kill9_ringmq_only() {
             ));
         }
         if !qos2_duplicates.is_empty() {
+            let shown: Vec<String> = qos2_duplicates
+                .iter()
+                .take(8)
+                .map(|m| {
+                    let how: Vec<String> = s.arrivals[m]
+                        .iter()
+                        .map(|a| {
+                            format!("conn {} id {} dup {}", a.conn, a.packet_id, u8::from(a.dup))
+                        })
+                        .collect();
+                    format!("{m:?} [{}]", how.join("; "))
+                })
+                .collect();
             failures.push(format!(
-                "{who}: {} QoS 2 messages delivered more than once, first: {:?}",
+                "{who}: {} QoS 2 messages (published and subscribed at QoS 2) delivered more \
+                 than once; (publisher, seq) [each arrival]: {}",
                 qos2_duplicates.len(),
-                &qos2_duplicates[..qos2_duplicates.len().min(10)]
+                shown.join(", ")
             ));
         }
         if s.sessions_lost > 0 {
