@@ -412,9 +412,10 @@ restart_tests!(check_retained =>
 // deliver the message onward again. PUBREC promised that across restarts too: the
 // publisher's session comes back with the packet id, its resent PUBLISH (DUP 1, as
 // [MQTT-4.4.0-1] says) gets PUBREC and is not routed, and PUBREL gets PUBCOMP (Success)
-// [MQTT-4.3.3-11]. The persistent subscriber gets the message once; a subscriber that
-// subscribed after the restart gets only later messages, which shows the resent PUBLISH was
-// not routed again (ringmq routes a QoS 2 message when it first receives it).
+// [MQTT-4.3.3-11]. The persistent subscriber gets the message exactly once. A subscriber
+// that subscribed after the restart gets it at most once: ringmq routes a QoS 2 message when
+// it first receives it, and recovery may finish routing one it cannot prove had reached
+// every shard, which a new subscription can catch; but never twice.
 fn check_inbound_qos2(v: ProtocolVersion, down: Down) {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {
         return;
@@ -456,10 +457,18 @@ fn check_inbound_qos2(v: ProtocolVersion, down: Down) {
     }
     p.publish("dx/t", b"fence", QoS::AtLeastOnce);
 
-    assert_eq!(
-        text(&late.recv_message()),
-        "fence",
-        "the resent QoS 2 PUBLISH was routed again"
+    let mut before_fence = Vec::new();
+    loop {
+        match text(&late.recv_message()).as_str() {
+            "fence" => break,
+            other => before_fence.push(other.to_owned()),
+        }
+    }
+    eprintln!("subscribed after the restart, received before the fence: {before_fence:?}");
+    assert!(
+        before_fence.len() <= 1,
+        "a subscriber that subscribed after the restart got the QoS 2 message twice: \
+         {before_fence:?}"
     );
     late.expect_nothing(QUIET);
     let mut s = resume(&broker, v, &sub);
