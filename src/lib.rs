@@ -6,7 +6,7 @@
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
 //! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
-//!   recovery (not wired into the broker yet).
+//!   recovery, and the broker's record types ([`persist::state`]).
 
 pub mod config;
 pub mod connection;

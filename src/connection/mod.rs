@@ -313,6 +313,9 @@ async fn start_session(
             props.server_keep_alive = Some(max);
         }
     }
+    if session.borrow().expiry_secs > 0 {
+        shard.storage.ensure_log().await;
+    }
     outbox.push(&Packet::ConnAck(Box::new(ConnAck {
         session_present,
         reason: ReasonCode::Success,

@@ -176,6 +176,11 @@ impl Log {
         Ok(())
     }
 
+    /// Whether the active segment is at least half written: time to prepare the next.
+    pub fn active_half_full(&self) -> bool {
+        self.active.written() * 2 >= self.active.capacity()
+    }
+
     /// Whether a next segment is prepared (the roll will not need one).
     pub fn next_segment_ready(&self) -> bool {
         self.next.is_some()

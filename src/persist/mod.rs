@@ -1,6 +1,6 @@
 //! Storage: per-shard segment logs on memory-mapped files. A pure component: no glommio;
-//! the calls that block are explicit jobs the shard runs off its loop. Not wired into the
-//! broker yet.
+//! the calls that block are explicit jobs the shard runs off its loop
+//! (`crate::shard::storage`). What the broker writes in the records is [`state`].
 //!
 //! # Layout on disk
 //!

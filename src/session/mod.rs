@@ -386,6 +386,55 @@ impl Session {
         })
     }
 
+    /// Where this session's oldest incomplete delivery is in the log, and about how many
+    /// bytes of log its incomplete deliveries take: what decides whether moving its queue
+    /// forward lets old segments go.
+    pub fn pinned(&self) -> Option<(LogOffset, u64)> {
+        let d = self.durable.as_ref()?;
+        let (_, at) = self.low_mark(d);
+        let inflight: u64 = self
+            .inflight
+            .iter()
+            .filter(|f| f.seq > 0)
+            .map(|f| f.delivery.message.size_bytes() as u64)
+            .sum();
+        Some((at?, d.disk_bytes + inflight))
+    }
+
+    /// Whether delivery `seq` is still to be completed (what a queue move copies).
+    pub fn is_incomplete(&self, seq: u64) -> bool {
+        let Some(d) = self.durable.as_ref() else {
+            return false;
+        };
+        (seq > d.loaded_seq && !d.skip.contains(&seq)) || self.inflight.iter().any(|f| f.seq == seq)
+    }
+
+    /// The queue was copied forward in the log: `moved` maps each incomplete delivery to
+    /// its copy. Journals the queue's new state.
+    pub fn relocated(&mut self, moved: &HashMap<u64, LogOffset>) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        for f in &mut self.inflight {
+            if let Some(at) = moved.get(&f.seq) {
+                f.at = Some(*at);
+            }
+        }
+        if d.disk_count > 0 {
+            let first_on_disk = moved
+                .iter()
+                .filter(|(seq, _)| **seq > d.loaded_seq)
+                .min_by_key(|(seq, _)| **seq)
+                .map(|(_, at)| *at);
+            if first_on_disk.is_some() {
+                d.disk_next = first_on_disk;
+            }
+        }
+        if let Some(q) = self.queue_state() {
+            self.journal(q);
+        }
+    }
+
     /// The oldest incomplete delivery: its sequence number and where to find it.
     fn low_mark(&self, d: &Durable) -> (u64, Option<LogOffset>) {
         match self.inflight.iter().find(|f| f.seq > 0) {
@@ -522,6 +571,7 @@ impl Session {
             seq: loaded.seq,
             at: Some(loaded.at),
         });
+        self.check_drained();
         true
     }
 
@@ -594,7 +644,7 @@ impl Session {
     /// is connected, not stalled, and its queue is at the pushback mark.
     pub fn is_congested(&self) -> bool {
         self.limits.pushback_messages > 0
-            && self.pending.len() >= self.limits.pushback_messages
+            && self.queued_len() >= self.limits.pushback_messages
             && self.is_connected()
             && !self.stalled
     }
@@ -602,7 +652,7 @@ impl Session {
     /// Whether an acknowledgement held back by this session may go: the queue is down to
     /// half the pushback mark, or the session is stalled or offline.
     pub fn has_room(&self) -> bool {
-        self.pending.len() <= self.limits.pushback_messages / 2
+        self.queued_len() <= self.limits.pushback_messages / 2
             || self.stalled
             || !self.is_connected()
     }
@@ -716,7 +766,13 @@ impl Session {
             self.pending_bytes -= d.message.size_bytes();
             self.send_inflight(d);
         }
-        if self.pending.len() <= self.limits.pushback_messages / 2 {
+        self.check_drained();
+    }
+
+    /// Wakes the publishers held back by this session once its queue is down to the
+    /// low-water mark.
+    fn check_drained(&mut self) {
+        if self.queued_len() <= self.limits.pushback_messages / 2 {
             self.stalled = false;
             self.wake_waiters();
         }
@@ -837,6 +893,11 @@ impl Session {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Messages waiting behind the window, in memory or (persistent sessions) on disk.
+    pub fn queued_len(&self) -> usize {
+        self.pending.len() + self.disk_queue_len() as usize
     }
 
     /// Messages queued on disk (persistent sessions).

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::message::Message;
+use crate::persist::LogOffset;
 use crate::protocol::{
     decode, Decoded, ProtocolVersion, PublishProperties, TopicName, MAX_PACKET_BYTES,
 };
@@ -284,4 +285,144 @@ fn stalled_and_offline_sessions_hold_nobody_back() {
     assert!(s.is_congested());
     s.detach(Instant::now());
     assert!(!s.is_congested() && s.has_room());
+}
+
+// --- Persistent sessions: deliveries numbered, queued on disk, acks journalled ---
+
+const QUOTA: DiskQuota = DiskQuota {
+    messages: 3,
+    bytes: 1 << 20,
+};
+
+fn durable() -> Session {
+    let mut s = session();
+    s.make_durable(7, RecoveredQueue::new());
+    s
+}
+
+/// Plans and delivers message `n` at log offset `at`; returns the plan.
+fn deliver_logged(s: &mut Session, n: u8, at: u64) -> Option<Planned> {
+    let d = delivery(n, QoS::AtLeastOnce);
+    let p = s.plan_durable(d.message.size_bytes(), QUOTA)?;
+    s.deliver_durable(d, p, LogOffset::new(at));
+    Some(p)
+}
+
+fn acked(journal: &[StateRecord]) -> Vec<(u64, u64, Option<u64>)> {
+    journal
+        .iter()
+        .filter_map(|r| match r {
+            StateRecord::Acked {
+                seq,
+                low_seq,
+                low_offset,
+                ..
+            } => Some((*seq, *low_seq, low_offset.map(LogOffset::get))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn packet_ids_follow_sequence_numbers_and_wrap_past_65535() {
+    assert_eq!(packet_id_of(1).get(), 1);
+    assert_eq!(packet_id_of(65_535).get(), 65_535);
+    assert_eq!(packet_id_of(65_536).get(), 1);
+}
+
+#[test]
+fn a_connected_durable_session_sends_within_its_window_and_queues_the_rest_on_disk() {
+    let mut s = durable();
+    let out = outbox();
+    s.attach(out.clone(), None, None);
+    let plans: Vec<_> = (0..4)
+        .map(|n| deliver_logged(&mut s, n, 100 * u64::from(n)))
+        .collect();
+    let sent_now: Vec<_> = plans.iter().map(|p| p.map(|p| p.send_now)).collect();
+    assert_eq!(sent_now, [Some(true), Some(true), Some(false), Some(false)]);
+    assert_eq!(
+        publishes(&sent(&out)),
+        [(0, Some(1), false), (1, Some(2), false)]
+    );
+    assert_eq!((s.inflight_len(), s.disk_queue_len()), (2, 2));
+    // The reader is asked to load from the first queued delivery's record.
+    assert_eq!(s.wants_load(), None, "window full");
+    s.on_puback(pid(1)).unwrap();
+    assert_eq!(s.wants_load(), Some((7, LogOffset::new(200))));
+    // The ack is journalled with the new low mark: seq 2 (in flight, record at 100).
+    assert_eq!(acked(&s.take_journal()), [(1, 2, Some(100))]);
+}
+
+#[test]
+fn loading_from_disk_sends_in_order_and_skips_what_recovery_found_complete() {
+    let mut s = session();
+    let mut q = RecoveredQueue::new();
+    q.next_seq = 4;
+    q.cursor = Some(LogOffset::new(0));
+    q.acked.insert(2);
+    q.sent.insert(1);
+    s.make_durable(7, q);
+    assert_eq!(s.disk_queue_len(), 2, "seqs 1 and 3 remain");
+    let out = outbox();
+    s.attach(out.clone(), None, None);
+    let load = |s: &mut Session, seq: u64, at: u64| {
+        assert!(!s.skips(seq, LogOffset::new(at + 10)));
+        s.load(
+            Loaded {
+                seq,
+                at: LogOffset::new(at),
+                next: LogOffset::new(at + 10),
+                delivery: delivery(seq as u8, QoS::AtLeastOnce),
+            },
+            false,
+        )
+    };
+    assert!(load(&mut s, 1, 0));
+    assert!(
+        s.skips(2, LogOffset::new(20)),
+        "seq 2 was acknowledged before the restart"
+    );
+    assert!(load(&mut s, 3, 20));
+    // Seq 1 had been sent before: DUP 1 and the same packet id; seq 3 is new.
+    assert_eq!(
+        publishes(&sent(&out)),
+        [(1, Some(1), true), (3, Some(3), false)]
+    );
+    assert_eq!(s.disk_queue_len(), 0);
+}
+
+#[test]
+fn an_offline_durable_session_holds_no_messages_in_memory_and_honours_its_quota() {
+    let mut s = durable();
+    for n in 0..3 {
+        assert!(deliver_logged(&mut s, n, u64::from(n)).is_some());
+    }
+    assert_eq!(
+        (s.inflight_len(), s.pending_len(), s.disk_queue_len()),
+        (0, 0, 3)
+    );
+    assert!(
+        deliver_logged(&mut s, 3, 3).is_none(),
+        "quota of 3 messages"
+    );
+    assert_eq!(s.drops.queue_full, 1);
+}
+
+#[test]
+fn outbound_qos2_progress_is_journalled() {
+    let mut s = durable();
+    let out = outbox();
+    s.attach(out.clone(), None, None);
+    let d = delivery(9, QoS::ExactlyOnce);
+    let p = s.plan_durable(d.message.size_bytes(), QUOTA).unwrap();
+    s.deliver_durable(d, p, LogOffset::new(64));
+    s.on_pubrec(pid(1)).unwrap();
+    s.on_pubcomp(pid(1)).unwrap();
+    let j = s.take_journal();
+    assert!(matches!(j[0], StateRecord::Released { no: 7, seq: 1 }));
+    assert_eq!(
+        acked(&j),
+        [(1, 2, None)],
+        "nothing left: low mark is the next seq"
+    );
 }

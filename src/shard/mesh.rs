@@ -121,9 +121,25 @@ pub enum CtrlMsg {
         from: ShardId,
         ticket: Option<u64>,
     },
-    /// `from` has restored its sessions and subscriptions (start-up barrier).
+    /// `from` has passed a start-up barrier (its sessions are restored, or its sessions
+    /// of other shards handed over).
     Recovered {
         from: ShardId,
+    },
+    /// Start-up after a change of shard count: a session whose log is elsewhere, for its
+    /// new home shard to log and serve; answer `Done` once it is durable there.
+    Adopt {
+        session: Box<crate::shard::storage::RecoveredSession>,
+        /// Its queued deliveries, in order, read from the old log.
+        deliveries: Vec<(crate::persist::state::Target, Message)>,
+        from: ShardId,
+        req: u64,
+    },
+    /// Likewise for a retained message whose topic this shard now owns.
+    AdoptRetained {
+        message: Box<Message>,
+        from: ShardId,
+        req: u64,
     },
     /// Send back the retained messages matching `filter`.
     RetainQuery {

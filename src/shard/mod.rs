@@ -136,6 +136,8 @@ pub struct Shard {
     /// Start-up barrier: shards that have restored their sessions.
     recovered_peers: Cell<usize>,
     recovered_notify: Notify,
+    /// Wills of sessions handed over at start-up, published once every shard is ready.
+    adopted_wills: RefCell<Vec<(u64, Message)>>,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
@@ -214,6 +216,29 @@ async fn shard_main(
     )
     .map_err(|e| format!("{id}: cannot recover {}: {e}", dir.display()))?;
     let storage = Rc::new(storage);
+    // Logs of shards that no longer exist (the broker ran with more shards before): this
+    // shard moves their state to the current home shards, then deletes them.
+    let mut orphans = Vec::new();
+    for index in runtime::former_shards(&st.data_dir, count) {
+        if usize::from(index) % count != id.index() {
+            continue;
+        }
+        let dir = crate::persist::shard_dir(&st.data_dir, index);
+        let (orphan, rec) = Storage::open(
+            &dir,
+            LogOptions {
+                segment_bytes: st.segment_bytes,
+            },
+            st.fsync,
+            st.interval(),
+        )
+        .map_err(|e| format!("{id}: cannot recover {}: {e}", dir.display()))?;
+        orphans.push((index, Rc::new(orphan), rec));
+    }
+    let orphan_dirs: Vec<std::path::PathBuf> = orphans
+        .iter()
+        .map(|(index, _, _)| crate::persist::shard_dir(&st.data_dir, *index))
+        .collect();
     let limits = &config.limits;
     let shard = Rc::new(Shard {
         id,
@@ -246,11 +271,22 @@ async fn shard_main(
         },
         recovered_peers: Cell::new(0),
         recovered_notify: Notify::default(),
+        adopted_wills: RefCell::default(),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
     glommio::spawn_local(storage::flusher(storage.clone(), shutdown.clone())).detach();
     glommio::spawn_local(storage::preparer(storage.clone(), shutdown.clone())).detach();
-    shard.restore(recovered).await;
+    shard.restore(recovered, orphans).await;
+    for dir in orphan_dirs {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(shard = %id, dir = %dir.display(), "former shard's log moved and removed")
+            }
+            Err(e) => {
+                tracing::warn!(shard = %id, dir = %dir.display(), error = %e, "cannot remove a former shard's log")
+            }
+        }
+    }
     for listener in &config.listeners {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
@@ -482,6 +518,7 @@ impl Shard {
                 from,
                 ticket,
             } => {
+                self.storage.ensure_log().await;
                 let end = self.store_retained(*message, tag);
                 if let Some(id) = ticket {
                     let shard = self.clone();
@@ -495,6 +532,26 @@ impl Shard {
             CtrlMsg::Recovered { .. } => {
                 self.recovered_peers.set(self.recovered_peers.get() + 1);
                 self.recovered_notify.notify_all();
+            }
+            CtrlMsg::Adopt {
+                session,
+                deliveries,
+                from,
+                req,
+            } => {
+                // In a task: adopting subscribes, which waits for answers that arrive
+                // through this very receiver.
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    shard.adopt(*session, deliveries).await;
+                    shard.reply(from, CtrlMsg::Done { req });
+                })
+                .detach();
+            }
+            CtrlMsg::AdoptRetained { message, from, req } => {
+                self.store_retained(*message, None);
+                self.storage.flush_now();
+                self.reply(from, CtrlMsg::Done { req });
             }
             CtrlMsg::RetainQuery { filter, from, req } => {
                 let mut messages = Vec::new();
@@ -568,6 +625,9 @@ impl Shard {
             .map(|t| self.pushback.await_shards(t, answers_due));
         match retain_owner {
             Some(owner) if owner == self.id => {
+                // A shard that has never logged anything makes its log here, off the
+                // loop (no-op once it exists).
+                self.storage.ensure_log().await;
                 if let Some(end) = self.store_retained(message.detached(), tag) {
                     self.hold_until_durable(&mut ticket, ack, end);
                 }

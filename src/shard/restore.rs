@@ -7,18 +7,39 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::mesh::CtrlMsg;
-use super::storage::Recovered;
+use super::storage::{Recovered, RecoveredSession, Storage};
 use super::{LocalSub, Shard};
 use crate::message::Message;
-use crate::persist::state::{instant_of, unix_ms_of, StateRecord, Tag};
+use crate::persist::state::{instant_of, unix_ms_of, StateRecord, Tag, Target};
 use crate::persist::LogOffset;
 use crate::protocol::{PacketId, ProtocolVersion, TopicFilter};
 use crate::session::{Outbox, Session, Subscribed};
 
+/// What restoring found to finish before serving.
+#[derive(Default)]
+struct Pending {
+    /// Inbound QoS 2 messages accepted before the stop, with their tags.
+    in_doubt: Vec<(Tag, Rc<Message>)>,
+    /// Wills of clients connected when the broker stopped: (storage, session no, will).
+    wills: Vec<(u64, Message)>,
+}
+
 impl Shard {
-    /// Rebuilds the recovered state, waits until every shard has done the same (so their
-    /// subscriptions are known everywhere), then finishes what the stop interrupted.
-    pub(super) async fn restore(self: &Rc<Self>, recovered: Recovered) {
+    /// Rebuilds the recovered state, then finishes what the stop interrupted, in steps
+    /// that every shard passes together (barriers), before any shard serves:
+    ///
+    /// 1. sessions and retained messages of this shard's log become live again; those
+    ///    that belong to another shard now (the shard count changed), and everything in
+    ///    the logs of shards that no longer exist (`orphans`), are set aside;
+    /// 2. in-doubt inbound QoS 2 messages are routed again (shards skip tags they have);
+    /// 3. set-aside sessions and retained messages are handed to their home shards, which
+    ///    log them before answering; then they are marked gone here;
+    /// 4. wills of clients that were connected when the broker stopped are published.
+    pub(super) async fn restore(
+        self: &Rc<Self>,
+        recovered: Recovered,
+        orphans: Vec<(u16, Rc<Storage>, Recovered)>,
+    ) {
         let Recovered {
             state,
             records,
@@ -26,86 +47,280 @@ impl Shard {
             elapsed,
             ..
         } = recovered;
-        let now = Instant::now();
         let (sessions, retained) = (state.sessions.len(), state.retained.len());
+        let mut pending = Pending::default();
+        let mut foreign = Vec::new();
+        let mut foreign_retained = Vec::new();
         for (topic, message) in state.retained {
-            self.retained.borrow_mut().insert(&topic, Rc::new(message));
+            if self.owner_of(&topic) == self.id {
+                self.retained.borrow_mut().insert(&topic, Rc::new(message));
+            } else {
+                foreign_retained.push((self.storage.clone(), true, message));
+            }
         }
-        let mut in_doubt = Vec::new();
-        let mut wills = Vec::new();
         for (no, rs) in state.sessions {
-            if self.home_of(&rs.client_id) != self.id {
-                tracing::warn!(client_id = %rs.client_id, "session of another shard in this log (shard count changed)");
+            if self.home_of(&rs.client_id) == self.id {
+                self.install(no, rs, self.id.0, &mut pending).await;
+            } else {
+                foreign.push((self.storage.clone(), self.id.0, no, rs));
             }
-            let mut session = Session::new(rs.client_id.clone(), self.session_limits);
-            session.expiry_secs = rs.expiry_secs;
-            // A session whose client was connected when the broker stopped lost its
-            // connection then: its expiry counts from now, and its will is due.
-            session.disconnected_at = Some(rs.detached_ms.map_or(now, instant_of));
-            session.make_durable(no, rs.queue);
-            for (id, (at, message)) in rs.inbound {
-                let Some(packet_id) = PacketId::new(id) else {
-                    continue;
-                };
-                session.inbound_qos2_begin(packet_id);
-                let message = Rc::new(message);
-                session.accepted(packet_id, at, message.clone());
-                let tag = Tag {
-                    shard: self.id.0,
-                    offset: at.get(),
-                };
-                in_doubt.push((tag, message));
+        }
+        for (index, storage, rec) in orphans {
+            tracing::info!(
+                shard = %self.id, from = index, sessions = rec.state.sessions.len(),
+                retained = rec.state.retained.len(), "moving the state of a former shard"
+            );
+            for (_, message) in rec.state.retained {
+                foreign_retained.push((storage.clone(), false, message));
             }
-            if rs.detached_ms.is_none() {
-                self.storage.append(&StateRecord::Detached {
-                    no,
-                    unix_ms: unix_ms_of(now),
-                });
-                if let Some(will) = rs.will {
-                    wills.push((no, will));
-                }
-            }
-            let client_id = rs.client_id.clone();
-            let (key, s) = self.sessions.borrow_mut().insert(session);
-            for (filter, (options, id)) in rs.subscriptions {
-                let Ok(filter) = TopicFilter::try_from(&*filter) else {
-                    continue;
-                };
-                let local = LocalSub {
-                    options,
-                    id,
-                    client_id: client_id.clone(),
-                };
-                self.subscribe(key, &filter, local).await;
-                s.borrow_mut()
-                    .subscriptions
-                    .insert(filter, Subscribed { options, id });
+            for (no, rs) in rec.state.sessions {
+                foreign.push((storage.clone(), index, no, rs));
             }
         }
         tracing::info!(
             shard = %self.id, sessions, retained, records, bytes,
             elapsed_ms = elapsed.as_millis() as u64, "recovered"
         );
-        self.recovery_barrier().await;
-        // Inbound QoS 2 messages accepted before the stop may not have reached every
-        // shard: route them again; a shard whose log has the tag skips it.
-        let routed = in_doubt.len();
-        for (tag, message) in in_doubt {
-            self.finish_routing(Message::clone(&message), tag).await;
+        self.recovery_barrier(1).await;
+        for (_, index, _, rs) in &foreign {
+            for (at, message) in rs.inbound.values() {
+                let tag = Tag {
+                    shard: *index,
+                    offset: at.get(),
+                };
+                pending.in_doubt.push((tag, Rc::new(message.clone())));
+            }
         }
-        self.storage.recovered_tags.borrow_mut().clear();
-        self.storage.recovered_tags.borrow_mut().shrink_to_fit();
-        for (no, will) in wills {
-            self.publish(will, None).await;
-            self.storage.append(&StateRecord::WillClear { no });
+        let routed = pending.in_doubt.len();
+        for (tag, message) in std::mem::take(&mut pending.in_doubt) {
+            self.finish_routing(Message::clone(&message), tag).await;
         }
         if routed > 0 {
             tracing::info!(shard = %self.id, messages = routed, "in-doubt QoS 2 messages routed again");
         }
+        self.recovery_barrier(2).await;
+        self.storage.recovered_tags.borrow_mut().clear();
+        self.storage.recovered_tags.borrow_mut().shrink_to_fit();
+        let moved = foreign.len();
+        for (source, _, no, rs) in foreign {
+            self.hand_over(&source, no, rs).await;
+        }
+        for (source, own_log, message) in foreign_retained {
+            self.hand_over_retained(&source, own_log, message).await;
+        }
+        self.storage.flush_now();
+        self.recovery_barrier(3).await;
+        if moved > 0 {
+            tracing::info!(shard = %self.id, sessions = moved, "sessions moved to their new home shards");
+        }
+        pending
+            .wills
+            .extend(self.adopted_wills.borrow_mut().drain(..));
+        for (no, will) in pending.wills {
+            self.publish(will, None).await;
+            self.storage.append(&StateRecord::WillClear { no });
+        }
     }
 
-    /// Waits until every other shard has restored its sessions.
-    async fn recovery_barrier(self: &Rc<Self>) {
+    /// Makes a recovered session live on this shard (its home).
+    async fn install(
+        self: &Rc<Self>,
+        no: u64,
+        rs: RecoveredSession,
+        log_shard: u16,
+        pending: &mut Pending,
+    ) {
+        let now = Instant::now();
+        if self.sessions.borrow().find(&rs.client_id).is_some() {
+            tracing::warn!(client_id = %rs.client_id, "two logged sessions for one client id; keeping the first");
+            return;
+        }
+        let mut session = Session::new(rs.client_id.clone(), self.session_limits);
+        session.expiry_secs = rs.expiry_secs;
+        // A session whose client was connected when the broker stopped lost its
+        // connection then: its expiry counts from now, and its will is due.
+        session.disconnected_at = Some(rs.detached_ms.map_or(now, instant_of));
+        session.make_durable(no, rs.queue);
+        for (id, (at, message)) in rs.inbound {
+            let Some(packet_id) = PacketId::new(id) else {
+                continue;
+            };
+            session.inbound_qos2_begin(packet_id);
+            let message = Rc::new(message);
+            session.accepted(packet_id, at, message.clone());
+            let tag = Tag {
+                shard: log_shard,
+                offset: at.get(),
+            };
+            pending.in_doubt.push((tag, message));
+        }
+        if rs.detached_ms.is_none() {
+            self.storage.append(&StateRecord::Detached {
+                no,
+                unix_ms: unix_ms_of(now),
+            });
+            if let Some(will) = rs.will {
+                pending.wills.push((no, will));
+            }
+        }
+        let client_id = rs.client_id.clone();
+        let (key, s) = self.sessions.borrow_mut().insert(session);
+        for (filter, (options, id)) in rs.subscriptions {
+            let Ok(filter) = TopicFilter::try_from(&*filter) else {
+                continue;
+            };
+            let local = LocalSub {
+                options,
+                id,
+                client_id: client_id.clone(),
+            };
+            self.subscribe(key, &filter, local).await;
+            s.borrow_mut()
+                .subscriptions
+                .insert(filter, Subscribed { options, id });
+        }
+    }
+
+    /// Sends a session found in `source` (a log that is not its home's) to its home shard,
+    /// and marks it gone in `source` once the home has it on disk.
+    async fn hand_over(self: &Rc<Self>, source: &Storage, no: u64, rs: RecoveredSession) {
+        let deliveries = source.queued(no, &rs.queue);
+        let home = self.home_of(&rs.client_id);
+        tracing::debug!(client_id = %rs.client_id, %home, queued = deliveries.len(), "moving session");
+        if home == self.id {
+            self.adopt(rs, deliveries).await;
+        } else {
+            let (req, done) = self.replies.register(1);
+            let msg = CtrlMsg::Adopt {
+                session: Box::new(rs),
+                deliveries,
+                from: self.id,
+                req,
+            };
+            if self.ctrl.send_to(home.index(), msg).await.is_err() {
+                return;
+            }
+            done.wait().await;
+        }
+        source.append(&StateRecord::SessionGone { no });
+        source.flush_now();
+    }
+
+    /// Sends a retained message found in `source` to the shard that owns its topic; in
+    /// this shard's own log it is then cleared.
+    async fn hand_over_retained(
+        self: &Rc<Self>,
+        source: &Storage,
+        own_log: bool,
+        message: Message,
+    ) {
+        let owner = self.owner_of(message.topic.as_str());
+        let mut cleared = message.clone();
+        cleared.payload = bytes::Bytes::new();
+        if owner == self.id {
+            self.storage.ensure_log().await;
+            self.store_retained(message, None);
+            self.storage.flush_now();
+        } else {
+            let (req, done) = self.replies.register(1);
+            let msg = CtrlMsg::AdoptRetained {
+                message: Box::new(message),
+                from: self.id,
+                req,
+            };
+            if self.ctrl.send_to(owner.index(), msg).await.is_err() {
+                return;
+            }
+            done.wait().await;
+        }
+        if own_log {
+            source.append(&StateRecord::Retain {
+                tag: None,
+                message: cleared,
+            });
+        }
+    }
+
+    /// A session handed over from another log: logged here (same sequence numbers, so
+    /// packet ids and QoS 2 states carry over), flushed, then made live.
+    pub(super) async fn adopt(
+        self: &Rc<Self>,
+        mut rs: RecoveredSession,
+        deliveries: Vec<(Target, Message)>,
+    ) {
+        if self.sessions.borrow().find(&rs.client_id).is_some() {
+            tracing::warn!(client_id = %rs.client_id, "moved session already present here; kept the present one");
+            return;
+        }
+        let st = &self.storage;
+        st.ensure_log().await;
+        let no = st.new_session_no();
+        st.append(&StateRecord::Session {
+            no,
+            expiry_secs: rs.expiry_secs,
+            client_id: rs.client_id.clone(),
+        });
+        for (filter, (options, id)) in &rs.subscriptions {
+            st.append(&StateRecord::Subscribe {
+                no,
+                options: *options,
+                id: *id,
+                filter: filter.clone(),
+            });
+        }
+        let mut first = None;
+        for (target, message) in deliveries {
+            let (at, _) = st.append(&StateRecord::Deliver {
+                targets: vec![Target { no, ..target }],
+                tag: None,
+                message,
+            });
+            first.get_or_insert(at);
+        }
+        rs.queue.cursor = first;
+        let q = &rs.queue;
+        st.append(&StateRecord::Queue {
+            no,
+            next_seq: q.next_seq,
+            low_seq: q.low_seq,
+            low_offset: first,
+            acked: q.acked.iter().copied().collect(),
+            released: q.released.iter().copied().collect(),
+            sent: q.sent.iter().copied().collect(),
+        });
+        let mut inbound = std::collections::BTreeMap::new();
+        for (id, (_, message)) in std::mem::take(&mut rs.inbound) {
+            let Some(packet_id) = PacketId::new(id) else {
+                continue;
+            };
+            let (at, _) = st.append(&StateRecord::Accepted {
+                no,
+                packet_id,
+                first: None,
+                message: message.clone(),
+            });
+            inbound.insert(id, (at, message));
+        }
+        if let Some(will) = &rs.will {
+            st.append(&StateRecord::Will {
+                no,
+                message: will.clone(),
+            });
+        }
+        if let Some(ms) = rs.detached_ms {
+            st.append(&StateRecord::Detached { no, unix_ms: ms });
+        }
+        st.flush_now();
+        rs.inbound = inbound;
+        let mut pending = Pending::default();
+        self.install(no, rs, self.id.0, &mut pending).await;
+        // Routing is complete for these (the old home routed them again at step 2).
+        drop(pending.in_doubt);
+        self.adopted_wills.borrow_mut().extend(pending.wills);
+    }
+
+    /// Waits until every other shard has passed start-up step `phase`.
+    async fn recovery_barrier(self: &Rc<Self>, phase: usize) {
         for s in self.others() {
             let _ = self
                 .ctrl
@@ -114,15 +329,15 @@ impl Shard {
         }
         loop {
             let woken = self.recovered_notify.notified();
-            if self.recovered_peers.get() + 1 >= self.count {
+            if self.recovered_peers.get() >= phase * (self.count - 1) {
                 break;
             }
             // Bounded, in case a shard failed to start (it stops the broker anyway).
-            if super::with_timeout(woken, Duration::from_secs(30))
+            if super::with_timeout(woken, Duration::from_secs(60))
                 .await
                 .is_none()
             {
-                tracing::warn!(shard = %self.id, "not every shard finished recovery within 30 s");
+                tracing::warn!(shard = %self.id, phase, "not every shard finished a start-up step within 60 s");
                 break;
             }
         }
@@ -140,12 +355,54 @@ impl Shard {
         }
     }
 
+    /// Copies forward the queues that hold many segments of mostly dead records (a
+    /// session offline for long, whose oldest message is far back in the log), so that
+    /// those segments can go: disk use stays proportional to live data.
+    fn move_pinning_queues(&self) {
+        let Some(end) = self.storage.end() else {
+            return;
+        };
+        let segment = self.storage.segment_bytes();
+        let sessions: Vec<_> = self
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in sessions {
+            let (no, at) = {
+                let session = s.borrow();
+                let (Some(no), Some((at, live))) = (session.durable_no(), session.pinned()) else {
+                    continue;
+                };
+                let span = end.get().saturating_sub(at.get());
+                // Worth it when the session holds back two segments or more, of which its
+                // own messages are less than half.
+                if span < 2 * segment || live.saturating_mul(2) >= span {
+                    continue;
+                }
+                (no, at)
+            };
+            let moved = {
+                let session = s.borrow();
+                self.storage
+                    .copy_queue(no, at, |seq| session.is_incomplete(seq))
+            };
+            let mut session = s.borrow_mut();
+            tracing::debug!(client_id = %session.client_id, messages = moved.len(), "queue moved forward in the log");
+            session.relocated(&moved);
+            let journal = session.take_journal();
+            self.storage.append_all(&journal);
+        }
+    }
+
     /// Once enough has been written since the last checkpoint: writes one (the live
     /// state), then deletes the segments nothing live points into any more.
     pub(super) async fn compact(&self) {
         if !self.storage.checkpoint_due() {
             return;
         }
+        self.move_pinning_queues();
         let mut records = Vec::new();
         let mut oldest: Option<LogOffset> = None;
         for (_, s) in self.sessions.borrow().iter() {

@@ -93,6 +93,22 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock, StartError> {
     Ok(DirLock { _file: file })
 }
 
+/// Shard numbers >= `count` that have a log directory in `data_dir` (`shard-N`): the
+/// broker ran with more shards before.
+pub fn former_shards(data_dir: &Path, count: usize) -> Vec<u16> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<u16> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("shard-")?.parse().ok())
+        .filter(|n: &u16| usize::from(*n) >= count)
+        .collect();
+    found.sort_unstable();
+    found
+}
+
 /// Fails if another process listens on `addr`. Every shard binds with SO_REUSEPORT, which
 /// would otherwise let a second broker silently take a share of the connections; a bind
 /// without SO_REUSEPORT fails while any listener holds the port.

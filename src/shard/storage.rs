@@ -33,6 +33,8 @@ pub struct Storage {
     waiters: RefCell<VecDeque<(LogOffset, Waiter)>>,
     flush_wanted: Notify,
     prepare_wanted: Notify,
+    opening: Cell<bool>,
+    opened: Notify,
     buf: RefCell<Vec<u8>>,
     next_no: Cell<u64>,
     /// Tags of the tagged records recovery found: the in-doubt QoS 2 messages re-routed at
@@ -112,6 +114,8 @@ impl Storage {
             waiters: RefCell::default(),
             flush_wanted: Notify::default(),
             prepare_wanted: Notify::default(),
+            opening: Cell::new(false),
+            opened: Notify::default(),
             buf: RefCell::default(),
             next_no: Cell::new(recovered.max_no + 1),
             recovered_tags: RefCell::new(std::mem::take(&mut recovered.tags)),
@@ -124,6 +128,36 @@ impl Storage {
 
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
+    }
+
+    /// Makes sure the log exists, creating its first segment off the loop if this shard
+    /// has never written one (a shard that only ever serves clean sessions has no files).
+    pub async fn ensure_log(&self) {
+        loop {
+            if self.log.borrow().is_some() {
+                return;
+            }
+            if self.opening.get() {
+                self.opened.notified().await;
+                continue;
+            }
+            self.opening.set(true);
+            let (dir, options) = (self.dir.clone(), self.options);
+            let opened = glommio::executor()
+                .spawn_blocking(move || Log::open(&dir, options))
+                .await;
+            self.opening.set(false);
+            match opened {
+                Ok((log, _)) => {
+                    let mut slot = self.log.borrow_mut();
+                    if slot.is_none() {
+                        *slot = Some(log);
+                    }
+                }
+                Err(e) => fatal(&e),
+            }
+            self.opened.notify_all();
+        }
     }
 
     /// A number for a new persistent session.
@@ -155,7 +189,7 @@ impl Storage {
                     s.records.set(s.records.get() + 1);
                     self.since_checkpoint
                         .set(self.since_checkpoint.get() + end.get().saturating_sub(at.get()));
-                    if !log.next_segment_ready() {
+                    if !log.next_segment_ready() && log.active_half_full() {
                         self.prepare_wanted.notify_all();
                     }
                     return (at, end);
@@ -254,6 +288,110 @@ impl Storage {
             }
         }
         None
+    }
+
+    /// Every delivery still queued for session `no` (start-up, moving a session to
+    /// another shard): read in order from the queue's place in the log.
+    pub fn queued(&self, no: u64, queue: &RecoveredQueue) -> Vec<(Target, Message)> {
+        let mut found = Vec::new();
+        let Some(from) = queue.cursor else {
+            return found;
+        };
+        let log = self.log.borrow();
+        let Some(log) = log.as_ref() else {
+            return found;
+        };
+        for record in log.records_from(from) {
+            if record.record_type != DELIVER {
+                continue;
+            }
+            let Some(target) = deliver_target(record.body, no) else {
+                continue;
+            };
+            if target.seq < queue.low_seq || queue.acked.contains(&target.seq) {
+                continue;
+            }
+            if let Ok(StateRecord::Deliver { message, .. }) =
+                StateRecord::decode(record.record_type, record.body)
+            {
+                found.push((target, message));
+            }
+        }
+        found
+    }
+
+    /// Copies the deliveries of session `no` that `keep` selects, from `from` up to the
+    /// log's current end, to the end of the log, in order and in chunks (memory stays
+    /// bounded whatever the queue's length). Returns where each copy went, by sequence
+    /// number.
+    pub fn copy_queue(
+        &self,
+        no: u64,
+        from: LogOffset,
+        keep: impl Fn(u64) -> bool,
+    ) -> HashMap<u64, LogOffset> {
+        const CHUNK: usize = 256;
+        let mut moved = HashMap::new();
+        let Some(end) = self.end() else {
+            return moved;
+        };
+        let mut pos = from;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut done = true;
+            {
+                let log = self.log.borrow();
+                let Some(log) = log.as_ref() else {
+                    break;
+                };
+                for record in log.records_from(pos) {
+                    if record.offset >= end {
+                        break;
+                    }
+                    if chunk.len() == CHUNK {
+                        pos = record.offset;
+                        done = false;
+                        break;
+                    }
+                    if record.record_type != DELIVER {
+                        continue;
+                    }
+                    let Some(target) = deliver_target(record.body, no) else {
+                        continue;
+                    };
+                    if !keep(target.seq) || moved.contains_key(&target.seq) {
+                        continue;
+                    }
+                    if let Ok(StateRecord::Deliver { message, .. }) =
+                        StateRecord::decode(record.record_type, record.body)
+                    {
+                        chunk.push((target, message));
+                    }
+                }
+            }
+            for (target, message) in chunk {
+                let seq = target.seq;
+                let (at, _) = self.append(&StateRecord::Deliver {
+                    targets: vec![target],
+                    tag: None,
+                    message,
+                });
+                moved.insert(seq, at);
+            }
+            if done {
+                break;
+            }
+        }
+        moved
+    }
+
+    /// The log's end (where the next record goes).
+    pub fn end(&self) -> Option<LogOffset> {
+        self.log.borrow().as_ref().map(Log::end_offset)
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.options.segment_bytes
     }
 
     /// Flushes everything, on this thread (clean shutdown).
@@ -367,7 +505,12 @@ pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
 pub async fn preparer(storage: Rc<Storage>, shutdown: super::Shutdown) {
     while !shutdown.is_triggered() {
         let wanted = storage.prepare_wanted.notified();
-        let job = storage.log.borrow().as_ref().and_then(Log::prepare_job);
+        let job = storage
+            .log
+            .borrow()
+            .as_ref()
+            .filter(|log| log.active_half_full())
+            .and_then(Log::prepare_job);
         match job {
             Some(job) => match glommio::executor().spawn_blocking(move || job.run()).await {
                 Ok(prepared) => {
@@ -598,5 +741,156 @@ impl Recovered {
             }
             StateRecord::CheckpointBegin | StateRecord::CheckpointEnd => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{QoS, TopicName};
+    use bytes::Bytes;
+
+    fn message(payload: &str) -> Message {
+        Message {
+            topic: TopicName::try_from("t").expect("topic"),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            origin: Arc::from("p"),
+            received_at: Instant::now(),
+        }
+    }
+
+    fn deliver(no: u64, seq: u64) -> StateRecord {
+        StateRecord::Deliver {
+            targets: vec![Target {
+                no,
+                seq,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                sent: false,
+                ids: vec![],
+            }],
+            tag: None,
+            message: message("m"),
+        }
+    }
+
+    fn session(no: u64, id: &str) -> StateRecord {
+        StateRecord::Session {
+            no,
+            expiry_secs: 60,
+            client_id: Arc::from(id),
+        }
+    }
+
+    fn replay(records: Vec<StateRecord>) -> Recovered {
+        let mut r = Recovered::default();
+        for (i, rec) in records.into_iter().enumerate() {
+            r.apply(LogOffset::new(i as u64 * 100), rec);
+        }
+        r
+    }
+
+    #[test]
+    fn a_queue_is_rebuilt_from_deliveries_and_acks() {
+        let r = replay(vec![
+            session(1, "a"),
+            deliver(1, 1), // offset 100
+            deliver(1, 2), // 200
+            deliver(1, 3), // 300
+            StateRecord::Acked {
+                no: 1,
+                seq: 2,
+                low_seq: 1,
+                low_offset: Some(LogOffset::new(100)),
+            },
+            StateRecord::Acked {
+                no: 1,
+                seq: 1,
+                low_seq: 3,
+                low_offset: Some(LogOffset::new(300)),
+            },
+        ]);
+        let q = &r.state.sessions[&1].queue;
+        assert_eq!(
+            (q.next_seq, q.low_seq, q.cursor),
+            (4, 3, Some(LogOffset::new(300)))
+        );
+        assert!(q.acked.is_empty(), "acks below the low mark are forgotten");
+        assert_eq!(q.len(), 1);
+        assert_eq!(r.max_no, 1);
+    }
+
+    #[test]
+    fn a_complete_checkpoint_replaces_earlier_state_and_a_torn_one_is_ignored() {
+        let r = replay(vec![
+            session(1, "gone-before-checkpoint"),
+            session(2, "kept"),
+            StateRecord::CheckpointBegin,
+            session(2, "kept"),
+            StateRecord::CheckpointEnd,
+            session(3, "after"),
+        ]);
+        let ids: Vec<_> = r.state.sessions.keys().copied().collect();
+        assert_eq!(ids, [2, 3]);
+        let torn = replay(vec![
+            session(1, "a"),
+            StateRecord::CheckpointBegin,
+            session(2, "b"),
+        ]);
+        let ids: Vec<_> = torn.state.sessions.keys().copied().collect();
+        assert_eq!(
+            ids,
+            [1],
+            "a checkpoint without its end marker changes nothing"
+        );
+    }
+
+    #[test]
+    fn retained_set_and_clear_and_inbound_qos2_ids() {
+        let id = crate::protocol::PacketId::new(5).expect("id");
+        let r = replay(vec![
+            session(1, "a"),
+            StateRecord::Retain {
+                tag: None,
+                message: message("x"),
+            },
+            StateRecord::Accepted {
+                no: 1,
+                packet_id: id,
+                first: None,
+                message: message("q2"),
+            },
+            StateRecord::Retain {
+                tag: Some(Tag {
+                    shard: 1,
+                    offset: 9,
+                }),
+                message: message(""),
+            },
+        ]);
+        assert!(r.state.retained.is_empty(), "an empty payload clears");
+        assert!(r.tags.contains(&Tag {
+            shard: 1,
+            offset: 9
+        }));
+        let s = &r.state.sessions[&1];
+        assert_eq!(s.inbound[&5].0, LogOffset::new(200));
+        let r = replay(vec![
+            session(1, "a"),
+            StateRecord::Accepted {
+                no: 1,
+                packet_id: id,
+                first: None,
+                message: message("q2"),
+            },
+            StateRecord::InReleased {
+                no: 1,
+                packet_id: id,
+            },
+        ]);
+        assert!(r.state.sessions[&1].inbound.is_empty());
     }
 }
