@@ -501,61 +501,176 @@ fn sleep_until(deadline: Instant) {
     thread::sleep(deadline.saturating_duration_since(Instant::now()));
 }
 
+/// Takes the broker down, keeps it down until `up_at`, and starts it again.
+fn down_until(broker: &mut Broker, down: Down, up_at: Instant) {
+    match down {
+        Down::Stop => broker.stop(),
+        Down::Kill9 => broker.kill9(),
+    }
+    sleep_until(up_at);
+    broker.restart();
+}
+
+/// Session Present of a Clean Start 0 reconnection of `id` (which ends the connection).
+fn present_after_restart(broker: &Broker, id: &str) -> bool {
+    let c = Client::connect(broker.addr(), connect_persistent(V5, id));
+    let present = c.session_present();
+    c.disconnect();
+    present
+}
+
 // [MQTT-4.1.0-2] (5.0): the server discards a session once its connection is closed and its
 // Session Expiry Interval has passed, and keeps it until then [MQTT-3.1.2-23]. The interval
-// runs in wall-clock time from the disconnection, restarts or not:
-// - "de-down" (3 s) expires while the broker is down (4 s): gone after the restart;
-// - "de-up" (8 s) expires after the restart; a broker that restarted the count on recovery
-//   (at 4 s or later) would keep it until 12 s or later, so at 9.5 s it must be gone;
-// - "de-long" (300 s) is still there, which shows sessions do survive the restart.
-// Each check is made after the deadline with 1 s or more to spare, so timing only helps.
-fn check_expiry_counts_across_restart(down: Down) {
+// runs in wall-clock time from the disconnection, also while the broker is down: "de-down"
+// (3 s) expires while the broker is down for 4 s, so the first reconnection after the
+// restart finds no session, while "de-long" (300 s), which shows that sessions do survive
+// the restart, is still there. The check comes 1 s or more after the deadline.
+fn check_expired_while_down(down: Down) {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {
         return;
     }
     let mut broker = durable_broker();
     park_expiring(&broker, "de-long", 300);
     park_expiring(&broker, "de-down", 3);
+    let disconnected = Instant::now();
+    down_until(&mut broker, down, disconnected + Duration::from_secs(4));
+    let down_present = present_after_restart(&broker, "de-down");
+    eprintln!(
+        "de-down reconnected {:?} after its disconnection: Session Present {}",
+        disconnected.elapsed(),
+        u8::from(down_present)
+    );
+    assert!(
+        !down_present,
+        "de-down: its Session Expiry Interval (3 s) passed while the broker was down, yet \
+         Session Present 1 {:?} after the disconnection",
+        disconnected.elapsed()
+    );
+    assert!(
+        present_after_restart(&broker, "de-long"),
+        "de-long: the session did not survive the restart"
+    );
+}
+
+#[test]
+fn session_expired_while_broker_down_is_gone_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
+    check_expired_while_down(Down::Stop);
+}
+
+#[test]
+fn session_expired_while_broker_killed_is_gone_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
+    check_expired_while_down(Down::Kill9);
+}
+
+// [MQTT-4.1.0-2] (5.0), the count goes on after a restart: "de-up" (8 s) is still there when
+// the broker comes back 4 s after the disconnection, and must be gone 9.5 s after it. A
+// broker that started the count again at recovery (4 s or later) would keep it until 12 s
+// or later. "de-long" (300 s) shows that sessions do survive the restart.
+fn check_expiry_counts_on_after_restart(down: Down) {
+    if skip_unless_ringmq("Mosquitto runs without persistence here") {
+        return;
+    }
+    let mut broker = durable_broker();
+    park_expiring(&broker, "de-long", 300);
     park_expiring(&broker, "de-up", 8);
     let disconnected = Instant::now();
-    match down {
-        Down::Stop => broker.stop(),
-        Down::Kill9 => broker.kill9(),
-    }
-    sleep_until(disconnected + Duration::from_secs(4));
-    broker.restart();
-    eprintln!(
-        "restarted {:?} after the disconnections",
-        disconnected.elapsed()
-    );
-
-    let c = Client::connect(broker.addr(), connect_persistent(V5, "de-down"));
-    assert!(
-        !c.session_present(),
-        "de-down: Session Expiry Interval 3 s passed while the broker was down, yet Session Present 1"
-    );
-    c.disconnect();
-    resume(&broker, V5, "de-long").disconnect();
-
+    down_until(&mut broker, down, disconnected + Duration::from_secs(4));
     sleep_until(disconnected + Duration::from_millis(9500));
-    let c = Client::connect(broker.addr(), connect_persistent(V5, "de-up"));
     assert!(
-        !c.session_present(),
-        "de-up: Session Expiry Interval 8 s passed {:?} after the disconnection, yet Session \
-         Present 1 (did the count start again at the restart?)",
+        !present_after_restart(&broker, "de-up"),
+        "de-up: its Session Expiry Interval (8 s) passed {:?} after the disconnection, yet \
+         Session Present 1 (did the count start again at the restart?)",
         disconnected.elapsed()
+    );
+    assert!(
+        present_after_restart(&broker, "de-long"),
+        "de-long: the session did not survive the restart"
     );
 }
 
 #[test]
-fn session_expiry_counts_across_restart_v5_ringmq_only_mqtt_4_1_0_2() {
-    check_expiry_counts_across_restart(Down::Stop);
+fn session_expiry_counts_on_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
+    check_expiry_counts_on_after_restart(Down::Stop);
 }
 
 #[test]
-fn session_expiry_counts_across_kill9_v5_ringmq_only_mqtt_4_1_0_2() {
-    check_expiry_counts_across_restart(Down::Kill9);
+fn session_expiry_counts_on_after_kill9_v5_ringmq_only_mqtt_4_1_0_2() {
+    check_expiry_counts_on_after_restart(Down::Kill9);
 }
+
+/// Messages `c` receives until it has received `fence` and everything in `expected`, then
+/// nothing more for [`QUIET`]; returns the payloads other than the fence, sorted.
+fn receive_through_fence(c: &mut Client, fence: &str, expected: &[&str]) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut fenced = false;
+    while !fenced || !expected.iter().all(|e| got.iter().any(|g| g == e)) {
+        let p = c.recv_message();
+        match text(&p) {
+            t if t == fence => fenced = true,
+            t => got.push(t),
+        }
+    }
+    c.expect_nothing(QUIET);
+    got.sort();
+    got
+}
+
+// Wills across a restart. [MQTT-3.1.2-10] (3.1.1 and 5.0; [MQTT-3.14.4-3] in 5.0): the Will
+// Message is removed from the session once the server has received a normal DISCONNECT, so
+// the will of "dw-gone", which disconnected normally just before the broker went down, is
+// never published. ringmq also logs the will of a persistent session while its client is
+// connected: after `kill -9` the connection of "dw-held" ended without DISCONNECT, and its
+// will is published once at the restart (and not again after a further restart). A
+// persistent subscriber collects the wills while it is away.
+fn check_wills(v: ProtocolVersion, down: Down) {
+    if skip_unless_ringmq("Mosquitto runs without persistence here") {
+        return;
+    }
+    let mut broker = durable_broker();
+    let watcher = id_on_shard("dw-watch", 0);
+    park(&broker, v, &watcher, "dw/#", QoS::AtLeastOnce);
+    let with_will = |id: &str, topic_name: &str, payload: &[u8]| {
+        let mut c = connect_persistent(v, id);
+        c.will = Some(will(topic_name, payload, QoS::AtLeastOnce, false));
+        Client::connect(broker.addr(), c)
+    };
+    let held = (down == Down::Kill9)
+        .then(|| with_will(&id_on_shard("dw-held", 2), "dw/held", b"held will"));
+    // The normal DISCONNECT is the last thing before the broker goes down.
+    with_will(&id_on_shard("dw-gone", 1), "dw/gone", b"gone will").disconnect();
+    bounce(&mut broker, down);
+    drop(held);
+
+    let expected: &[&str] = match down {
+        Down::Stop => &[],
+        Down::Kill9 => &["held will"],
+    };
+    let mut w = resume(&broker, v, &watcher);
+    let mut fence = broker.client(v, &id_on_shard("dw-fence", 3));
+    fence.publish("dw/fence", b"fence", QoS::AtLeastOnce);
+    assert_eq!(
+        receive_through_fence(&mut w, "fence", expected),
+        expected,
+        "wills published after the restart"
+    );
+    w.disconnect();
+
+    bounce(&mut broker, Down::Stop);
+    let mut w = resume(&broker, v, &watcher);
+    let mut fence = broker.client(v, &id_on_shard("dw-fence", 3));
+    fence.publish("dw/fence", b"fence", QoS::AtLeastOnce);
+    assert_eq!(
+        receive_through_fence(&mut w, "fence", &[]),
+        Vec::<String>::new(),
+        "wills published after a second restart"
+    );
+}
+restart_tests!(check_wills =>
+    will_removed_by_disconnect_stays_removed_after_restart_v311_ringmq_only_mqtt_3_1_2_10: V311, Down::Stop;
+    will_after_kill9_published_once_not_after_disconnect_v311_ringmq_only_mqtt_3_1_2_10: V311, Down::Kill9;
+    will_removed_by_disconnect_stays_removed_after_restart_v5_ringmq_only_mqtt_3_14_4_3: V5, Down::Stop;
+    will_after_kill9_published_once_not_after_disconnect_v5_ringmq_only_mqtt_3_14_4_3: V5, Down::Kill9;
+);
 
 // Subscriptions are session state ([MQTT-3.1.2-4] 3.1.1, [MQTT-3.1.2-5] 5.0): after a
 // restart, resuming without SUBSCRIBE gets live messages for every filter the session held
