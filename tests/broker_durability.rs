@@ -1,7 +1,8 @@
 //! Durability: persistent sessions (3.1.1 CleanSession 0, 5.0 Session Expiry Interval > 0)
-//! with their subscriptions, queued and in-flight QoS 1/2 messages and inbound QoS 2 state,
-//! and retained messages, survive a clean restart (SIGTERM, exit 0) and `kill -9` with the
-//! same data directory; clean sessions leave nothing behind. The harness runs Mosquitto with
+//! with their subscriptions, queued and in-flight QoS 1/2 messages, inbound QoS 2 state,
+//! expiry and wills, and retained messages, survive a clean restart (SIGTERM, exit 0) and
+//! `kill -9` with the same data directory, also when the shard count changes; clean sessions
+//! leave nothing behind; each shard logs its recovery. The harness runs Mosquitto with
 //! `persistence false`, so every test here is `ringmq_only`.
 //!
 //! Storage runs with its defaults (`fsync = "always"`). Most tests use four shards and put
@@ -10,7 +11,8 @@
 //!
 //! Each check runs once per way down ([`Down`]): after a clean stop everything the broker
 //! had must come back; after `kill -9` everything it had acknowledged (PUBACK / PUBREC to a
-//! publisher, SUBACK, CONNACK) and everything it had sent.
+//! publisher, SUBACK, CONNACK), everything it had sent, and every DISCONNECT it had acted on
+//! (closed the connection after).
 
 pub mod common;
 
