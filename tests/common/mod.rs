@@ -24,7 +24,7 @@
 //! use are not reported as dead code in that file's crate.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::{Deref, DerefMut};
@@ -50,6 +50,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the broker may take to accept TCP connections after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`Broker::stop`] waits for the broker to exit after SIGTERM, and
+/// [`Broker::restart`] for the old process's port to be free.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines of the broker's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -94,6 +98,15 @@ pub fn skip_unless_ringmq(why: &str) -> bool {
     true
 }
 
+/// The first of `<prefix>-0`, `<prefix>-1`, ... whose home is `shard` of `shards`: ringmq
+/// homes a session on shard `stable_hash(client id) % shards`.
+pub fn client_id_on_shard(prefix: &str, shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| ringmq::shard::mesh::stable_hash(id.as_bytes()) % shards as u64 == shard as u64)
+        .expect("some id hashes to every shard")
+}
+
 /// How long after its last packet a client with keep-alive `secs` may wait for the server
 /// to close the connection: 1.5 x keep-alive [MQTT-3.1.2-24] plus 1 s of scheduling slack.
 /// Mosquitto 2.0.11 checks keep-alives only when its event loop wakes, which on an idle
@@ -120,6 +133,10 @@ pub struct BrokerOptions {
     pub ringmq_toml: String,
     /// Lines appended to Mosquitto's generated configuration.
     pub mosquitto_conf: String,
+    /// Lines placed in ringmq's `[storage]` table after the generated `data_dir` (TOML
+    /// allows one header per table, so they cannot go in `ringmq_toml`). Mosquitto ignores
+    /// them.
+    pub storage_toml: String,
 }
 
 impl Default for BrokerOptions {
@@ -128,6 +145,7 @@ impl Default for BrokerOptions {
             shards: 1,
             ringmq_toml: String::new(),
             mosquitto_conf: String::new(),
+            storage_toml: String::new(),
         }
     }
 }
@@ -146,15 +164,29 @@ impl BrokerOptions {
         self.mosquitto_conf.push('\n');
         self
     }
+
+    /// Keys of ringmq's `[storage]` table (e.g. `fsync = "interval"`), one per line.
+    pub fn storage(mut self, toml_lines: &str) -> Self {
+        self.storage_toml.push_str(toml_lines);
+        self.storage_toml.push('\n');
+        self
+    }
 }
 
-/// A broker process on 127.0.0.1, killed (and waited for) on drop.
+/// A broker process on 127.0.0.1, killed (and waited for) on drop. It can be stopped,
+/// killed and started again on the same port and data directory ([`Broker::restart`]).
 pub struct Broker {
     child: Child,
     addr: SocketAddr,
     kind: BrokerKind,
     data_dir: PathBuf,
     log_path: PathBuf,
+    opts: BrokerOptions,
+    config: PathBuf,
+    /// Where in the log the current process's output begins.
+    run_log_offset: u64,
+    /// Processes started so far, this one included.
+    runs: u32,
 }
 
 impl Broker {
@@ -175,57 +207,18 @@ impl Broker {
         let log_path = data_dir.join("broker.log");
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut cmd = match kind {
-            BrokerKind::Ringmq => {
-                let cores: Vec<String> = (0..opts.shards).map(|c| c.to_string()).collect();
-                let text = format!(
-                    "[runtime]\ncores = [{}]\nplacement = \"unbound\"\n\n\
-                     [[listener]]\nbind = \"{addr}\"\n\n\
-                     [storage]\ndata_dir = \"{}\"\n\n{}",
-                    cores.join(", "),
-                    data_dir.join("data").display(),
-                    opts.ringmq_toml
-                );
-                let config = data_dir.join("ringmq.toml");
-                fs::write(&config, text).expect("write ringmq config");
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));
-                cmd.arg("--config").arg(&config);
-                if let Ok(level) = std::env::var("RINGMQ_TEST_LOG_LEVEL") {
-                    cmd.arg("--log-level").arg(level);
-                }
-                cmd
-            }
-            BrokerKind::Mosquitto => {
-                // max_queued_messages 0: unlimited, so that offline and slow-consumer queues
-                // never drop a message a test waits for (ringmq's default bound is 10,000).
-                // set_tcp_nodelay: without it Nagle holds a reply behind the client's delayed
-                // ACK, 40 ms per request-reply round trip.
-                let text = format!(
-                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                     log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
-                     log_type information\nmax_queued_messages 0\nset_tcp_nodelay true\n{}",
-                    opts.mosquitto_conf
-                );
-                let config = data_dir.join("mosquitto.conf");
-                fs::write(&config, text).expect("write mosquitto config");
-                let mut cmd = Command::new(mosquitto_bin());
-                cmd.arg("-c").arg(&config);
-                cmd
-            }
-        };
-        let log = File::create(&log_path).expect("create broker log");
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {kind:?} broker ({cmd:?}): {e}"));
+        let config = write_config(kind, &opts, addr, &data_dir);
+        let child = spawn(kind, &config, &log_path);
         let mut broker = Broker {
             child,
             addr,
             kind,
             data_dir,
             log_path,
+            opts,
+            config,
+            run_log_offset: 0,
+            runs: 1,
         };
         broker.wait_ready();
         broker
@@ -257,6 +250,133 @@ impl Broker {
                 );
             }
             thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -9`: the broker gets no chance to flush or close anything. Returns once the
+    /// process is gone. The broker must have been running.
+    pub fn kill9(&mut self) {
+        self.expect_running("kill -9");
+        if let Err(e) = self.child.kill() {
+            panic!("SIGKILL to broker pid {}: {e}", self.child.id());
+        }
+        let status = self.child.wait().expect("wait for the killed broker");
+        self.note(&format!("killed with SIGKILL ({status})"));
+    }
+
+    /// SIGTERM, then waits up to [`STOP_TIMEOUT`] for a clean exit (status 0). A broker that
+    /// does not exit in time is killed and the test fails.
+    pub fn stop(&mut self) {
+        self.expect_running("stop");
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with the id of our own child, which has not been waited for (so
+        // the id cannot have been reused); no memory is passed.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(
+            rc,
+            0,
+            "SIGTERM to broker pid {pid}: {}",
+            io::Error::last_os_error()
+        );
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "broker did not exit within {STOP_TIMEOUT:?} of SIGTERM (killed)\n\
+                         --- broker log ---\n{}",
+                        self.log_tail(LOG_TAIL_LINES)
+                    );
+                }
+                Err(e) => panic!("wait for broker pid {pid}: {e}"),
+            }
+        };
+        self.note(&format!("stopped with SIGTERM ({status})"));
+        assert!(
+            status.success(),
+            "broker exited with {status} after SIGTERM, expected 0\n--- broker log ---\n{}",
+            self.log_tail(LOG_TAIL_LINES)
+        );
+    }
+
+    /// Starts the broker again after [`Broker::stop`] or [`Broker::kill9`]: same binary,
+    /// configuration file, port and data directory. Returns once it accepts connections.
+    pub fn restart(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            panic!("restart: the broker is still running; stop() or kill9() it first");
+        }
+        self.wait_port_free();
+        self.runs += 1;
+        self.note(&format!("start {}", self.runs));
+        self.run_log_offset = fs::metadata(&self.log_path).map_or(0, |m| m.len());
+        self.child = spawn(self.kind, &self.config, &self.log_path);
+        self.wait_ready();
+    }
+
+    /// [`Broker::restart`] with `shards` shards: the configuration file is written again
+    /// with the new `[runtime] cores` (Mosquitto has one thread whatever this says).
+    pub fn restart_with_shards(&mut self, shards: usize) {
+        assert!(shards >= 1, "a broker needs at least one shard");
+        self.opts.shards = shards;
+        self.config = write_config(self.kind, &self.opts, self.addr, &self.data_dir);
+        self.restart();
+    }
+
+    /// Shards of the current (or last) process.
+    pub fn shards(&self) -> usize {
+        self.opts.shards
+    }
+
+    /// Processes started so far, the current one included.
+    pub fn runs(&self) -> u32 {
+        self.runs
+    }
+
+    /// What the current (or last) process has logged so far.
+    pub fn log_of_this_run(&self) -> String {
+        let bytes = fs::read(&self.log_path).unwrap_or_default();
+        let from = usize::try_from(self.run_log_offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    fn expect_running(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{what}: the broker had already exited ({status})\n--- broker log ---\n{}",
+                self.log_tail(LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    /// A line of the harness's own in the broker log, between two processes' output.
+    fn note(&self, what: &str) {
+        if let Ok(mut log) = fs::OpenOptions::new().append(true).open(&self.log_path) {
+            let _ = writeln!(log, "--- test harness: {what} ---");
+        }
+    }
+
+    /// Waits until nothing listens on the broker's port any more (the broker refuses to
+    /// start while another socket listens there). A bind with SO_REUSEADDR, as std does,
+    /// succeeds beside connections in TIME_WAIT but not beside a listener.
+    fn wait_port_free(&self) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match TcpListener::bind(self.addr) {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!(
+                        "port of {} still taken after {STOP_TIMEOUT:?}: {e}",
+                        self.addr
+                    )
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
         }
     }
 
@@ -320,6 +440,77 @@ impl Drop for Broker {
             let _ = fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// Writes the broker's configuration file for `opts` into `data_dir` and returns its path.
+fn write_config(
+    kind: BrokerKind,
+    opts: &BrokerOptions,
+    addr: SocketAddr,
+    data_dir: &Path,
+) -> PathBuf {
+    match kind {
+        BrokerKind::Ringmq => {
+            let cores: Vec<String> = (0..opts.shards).map(|c| c.to_string()).collect();
+            let text = format!(
+                "[runtime]\ncores = [{}]\nplacement = \"unbound\"\n\n\
+                 [[listener]]\nbind = \"{addr}\"\n\n\
+                 [storage]\ndata_dir = \"{}\"\n{}\n{}",
+                cores.join(", "),
+                data_dir.join("data").display(),
+                opts.storage_toml,
+                opts.ringmq_toml
+            );
+            let config = data_dir.join("ringmq.toml");
+            fs::write(&config, text).expect("write ringmq config");
+            config
+        }
+        BrokerKind::Mosquitto => {
+            // max_queued_messages 0: unlimited, so that offline and slow-consumer queues
+            // never drop a message a test waits for (ringmq's default bound is 10,000).
+            // set_tcp_nodelay: without it Nagle holds a reply behind the client's delayed
+            // ACK, 40 ms per request-reply round trip.
+            let text = format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
+                 log_type information\nmax_queued_messages 0\nset_tcp_nodelay true\n{}",
+                addr.port(),
+                opts.mosquitto_conf
+            );
+            let config = data_dir.join("mosquitto.conf");
+            fs::write(&config, text).expect("write mosquitto config");
+            config
+        }
+    }
+}
+
+/// Starts the broker process with `config`; its stdout and stderr are appended to `log_path`.
+fn spawn(kind: BrokerKind, config: &Path, log_path: &Path) -> Child {
+    let mut cmd = match kind {
+        BrokerKind::Ringmq => {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));
+            cmd.arg("--config").arg(config);
+            if let Ok(level) = std::env::var("RINGMQ_TEST_LOG_LEVEL") {
+                cmd.arg("--log-level").arg(level);
+            }
+            cmd
+        }
+        BrokerKind::Mosquitto => {
+            let mut cmd = Command::new(mosquitto_bin());
+            cmd.arg("-c").arg(config);
+            cmd
+        }
+    };
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open broker log");
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("start {kind:?} broker ({cmd:?}): {e}"))
 }
 
 fn mosquitto_bin() -> PathBuf {
@@ -844,6 +1035,12 @@ impl RawClient {
             ),
             Err(e) => panic!("expected nothing for {duration:?}, got {e:?}"),
         }
+    }
+
+    /// The TCP stream itself, for a test that reads and writes bytes at its own pace (e.g.
+    /// a pipelined publisher), with the bytes already received and not yet read.
+    pub fn into_stream(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf.to_vec())
     }
 
     /// Closes the TCP connection without DISCONNECT: an ungraceful close for the server.
