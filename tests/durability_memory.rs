@@ -96,14 +96,14 @@ fn id_of(seq: u64) -> u16 {
     (seq % 65_535) as u16 + 1
 }
 
-/// A v3.1.1 QoS 1 PUBLISH of message `seq` to [`TOPIC`], written by hand for speed:
+/// A v3.1.1 QoS 1 PUBLISH of message `seq` to `topic`, written by hand for speed:
 /// `32 <len> 00 05 "mem/t" <id> <payload>`.
-fn put_publish(out: &mut Vec<u8>, seq: u64) {
-    let remaining = 2 + TOPIC.len() + 2 + PAYLOAD_BYTES;
+fn put_publish(out: &mut Vec<u8>, topic: &[u8], seq: u64) {
+    let remaining = 2 + topic.len() + 2 + PAYLOAD_BYTES;
     out.push(0x32);
     out.push(u8::try_from(remaining).expect("one-byte remaining length"));
-    out.extend_from_slice(&(TOPIC.len() as u16).to_be_bytes());
-    out.extend_from_slice(TOPIC);
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic);
     out.extend_from_slice(&id_of(seq).to_be_bytes());
     out.extend_from_slice(&payload(seq));
 }
@@ -132,9 +132,13 @@ fn raw_stream(client: Client) -> (TcpStream, Vec<u8>) {
     (stream, received)
 }
 
-/// Publishes messages `from..to` with [`WINDOW`] in flight and waits for every PUBACK
-/// (`40 02 <id>`, in order).
+/// Publishes messages `from..to` to [`TOPIC`] with [`WINDOW`] in flight and waits for every
+/// PUBACK (`40 02 <id>`, in order).
 fn publish_range(stream: &mut TcpStream, from: u64, to: u64) {
+    publish_range_to(stream, TOPIC, from, to);
+}
+
+fn publish_range_to(stream: &mut TcpStream, topic: &[u8], from: u64, to: u64) {
     let mut sent = from;
     let mut acked = from;
     let mut buf = Vec::new();
@@ -142,7 +146,7 @@ fn publish_range(stream: &mut TcpStream, from: u64, to: u64) {
     while acked < to {
         out.clear();
         while sent < to && sent - acked < WINDOW {
-            put_publish(&mut out, sent);
+            put_publish(&mut out, topic, sent);
             sent += 1;
         }
         if !out.is_empty() {
@@ -168,7 +172,17 @@ fn publish_range(stream: &mut TcpStream, from: u64, to: u64) {
 /// Receives QoS 1 PUBLISHes to [`TOPIC`] and acknowledges each; checks that they carry
 /// messages `from`, `from + 1`, ... and stops after `count`. `buf` holds what was received
 /// already.
-fn drain_in_order(stream: &mut TcpStream, mut buf: Vec<u8>, from: u64, count: u64) {
+fn drain_in_order(stream: &mut TcpStream, buf: Vec<u8>, from: u64, count: u64) {
+    drain_in_order_from(stream, TOPIC, buf, from, count);
+}
+
+fn drain_in_order_from(
+    stream: &mut TcpStream,
+    topic: &[u8],
+    mut buf: Vec<u8>,
+    from: u64,
+    count: u64,
+) {
     let mut acks = Vec::new();
     let mut next = from;
     while next < from + count {
@@ -190,7 +204,7 @@ fn drain_in_order(stream: &mut TcpStream, mut buf: Vec<u8>, from: u64, count: u6
                 "expected a QoS 1 PUBLISH, got {first:#04x}"
             );
             let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-            assert_eq!(&body[2..2 + topic_len], TOPIC);
+            assert_eq!(&body[2..2 + topic_len], topic);
             let id = &body[2 + topic_len..4 + topic_len];
             assert_eq!(
                 &body[4 + topic_len..],
@@ -343,4 +357,83 @@ fn offline_queue_of_a_million_messages_stays_out_of_memory_ringmq_only() {
     );
     expect_silence(&mut stream);
     eprintln!("after the drain: {}", describe(Rss::of(broker.pid())));
+}
+
+/// Disk use follows live data: one offline session keeps a small queue while a busy
+/// persistent subscriber receives and acknowledges far more than that. Checkpoints, the
+/// queue copied forward, and deleted segments keep the log at a few segments; after a
+/// `kill -9` the small queue is still there, whole and in order.
+#[test]
+fn the_log_stays_proportional_to_live_data_ringmq_only() {
+    if skip_unless_ringmq("ringmq compacts its segment logs") {
+        return;
+    }
+    const SEGMENT: u64 = 1 << 20;
+    const PINNED: u64 = 100;
+    const BUSY: u64 = 120_000;
+    let mut broker = Broker::start(
+        BrokerOptions::default()
+            .storage(&format!(
+                "fsync = \"interval\"\ninterval_ms = 10\nsegment_bytes = {SEGMENT}"
+            ))
+            .config(
+                "[limits]\npacket_bytes_max = 65536\ninflight_count_max = 1000",
+                "",
+            ),
+    );
+    let mut pinned = Client::connect(broker.addr(), connect_persistent(V311, "pinned"));
+    pinned.subscribe_one("pin/t", qos(1));
+    pinned.disconnect();
+    let mut busy = Client::connect(broker.addr(), connect_persistent(V311, "busy"));
+    busy.subscribe_one("mem/t", qos(1));
+    let (mut busy_stream, busy_received) = raw_stream(busy);
+    let drain = std::thread::spawn(move || {
+        drain_in_order(&mut busy_stream, busy_received, 0, BUSY);
+    });
+    let (mut stream, _) = raw_stream(broker.client(V311, "compact-pub"));
+    publish_range_to(&mut stream, b"pin/t", 0, PINNED);
+    let t = Instant::now();
+    publish_range(&mut stream, 0, BUSY);
+    drain
+        .join()
+        .expect("the busy subscriber got every message in order");
+    eprintln!(
+        "{BUSY} messages through a persistent subscriber in {:?}",
+        t.elapsed()
+    );
+
+    // Compaction runs once a second; give it a few rounds.
+    let dir = broker.data_path().join("shard-0");
+    let mut bytes = u64::MAX;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        bytes = fs::read_dir(&dir)
+            .expect("shard log directory")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        if bytes <= 4 * SEGMENT {
+            break;
+        }
+    }
+    let written = BUSY * 170;
+    eprintln!(
+        "log: {:.1} MiB on disk after about {:.0} MiB written",
+        bytes as f64 / f64::from(1 << 20),
+        written as f64 / f64::from(1 << 20)
+    );
+    assert!(
+        bytes <= 4 * SEGMENT,
+        "the log holds {bytes} bytes in {}: dead segments were not removed",
+        dir.display()
+    );
+
+    broker.kill9();
+    broker.restart();
+    let pinned = Client::connect(broker.addr(), connect_persistent(V311, "pinned"));
+    assert!(pinned.session_present());
+    let (mut stream, received) = raw_stream(pinned);
+    drain_in_order_from(&mut stream, b"pin/t", received, 0, PINNED);
+    expect_silence(&mut stream);
 }

@@ -384,6 +384,11 @@ impl Broker {
         self.addr
     }
 
+    /// The broker's storage directory (ringmq: `storage.data_dir`).
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.join("data")
+    }
+
     /// The broker's process id (for /proc readings such as RSS).
     pub fn pid(&self) -> u32 {
         self.child.id()
