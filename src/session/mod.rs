@@ -452,7 +452,12 @@ impl Session {
         let connected = self.is_connected();
         let d = self.durable.as_mut()?;
         if d.disk_count >= quota.messages || d.disk_bytes + size as u64 > quota.bytes {
-            self.drops.queue_full += 1;
+            let (queued, bytes) = (d.disk_count, d.disk_bytes);
+            self.queue_full(
+                queued,
+                bytes,
+                "storage.session_queue_messages_max / session_queue_bytes_max",
+            );
             return None;
         }
         let seq = d.next_seq;
@@ -718,11 +723,29 @@ impl Session {
         if self.pending.len() >= self.limits.queued_messages_max
             || self.pending_bytes + size > self.limits.queued_bytes_max
         {
-            self.drops.queue_full += 1;
+            let (queued, bytes) = (self.pending.len() as u64, self.pending_bytes as u64);
+            self.queue_full(
+                queued,
+                bytes,
+                "limits.queued_messages_max / queued_bytes_max",
+            );
             return;
         }
         self.pending_bytes += size;
         self.pending.push_back(delivery);
+    }
+
+    /// A delivery dropped because the session's queue is at its bound: counted, and
+    /// logged the first time and every 10,000th (seen, without drowning the log).
+    fn queue_full(&mut self, queued: u64, bytes: u64, bound: &str) {
+        self.drops.queue_full += 1;
+        let n = self.drops.queue_full;
+        if n == 1 || n % 10_000 == 0 {
+            tracing::warn!(
+                client_id = %self.client_id, dropped = n, queued, queued_bytes = bytes,
+                "session queue full ({bound}): messages for this session are dropped"
+            );
+        }
     }
 
     fn send_inflight(&mut self, delivery: Delivery) {

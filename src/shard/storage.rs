@@ -478,10 +478,10 @@ pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
                 }
             }
             FsyncPolicy::Interval => glommio::timer::sleep(storage.interval).await,
-            FsyncPolicy::Never => {
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+            // Nothing waits for a flush, but one runs in the background every second, so
+            // that the one a segment switch needs (the log moves on only from a fully
+            // flushed segment) is short and never a whole segment on the shard's loop.
+            FsyncPolicy::Never => glommio::timer::sleep(Duration::from_secs(1)).await,
         }
         let job = storage.log.borrow().as_ref().and_then(Log::flush_job);
         if let Some(job) = job {
