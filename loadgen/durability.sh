@@ -17,10 +17,11 @@
 # The broker runs pinned to BROKER_CPU (default the last CPU), one shard; the load generator
 # pinned to LOADGEN_CPU (default 0). Every run of (a) and (b) starts a fresh broker on an
 # empty data directory under DATA_ROOT, which must be on a real disk (not tmpfs). (a) and
-# (b) run ROUNDS times (default 3), alternating nothing; the tables give medians.
+# (b) run ROUNDS times (default 3); the tables give medians and every run's figure.
 #
-#   loadgen/durability.sh                      # ~5 minutes; writes loadgen/results/<date>-durability.md
+#   loadgen/durability.sh                      # ~4 minutes; writes loadgen/results/<date>-durability.md
 #   ROUNDS=1 DURATION=2 REC_MESSAGES=100000 loadgen/durability.sh   # quick check
+#   REPORT_ONLY=target/durability/<time> loadgen/durability.sh      # report from raw results
 #
 # Raw JSON and broker logs: $OUT (default target/durability/<time>). Linux only; needs
 # python3 and taskset. Honours CARGO_TARGET_DIR.
@@ -44,23 +45,11 @@ REC_MESSAGES=${REC_MESSAGES:-1000000}
 REC_PAYLOAD=${REC_PAYLOAD:-1024}
 REC_FSYNC=${REC_FSYNC:-always}
 REC_RESTARTS=${REC_RESTARTS:-3}
+if [ -n "${REPORT_ONLY:-}" ]; then
+    OUT=$REPORT_ONLY
+fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-
-fstype=$(df --output=fstype "$DATA_ROOT" | tail -1 | tr -d ' ')
-case "$fstype" in
-    tmpfs | ramfs)
-        echo "DATA_ROOT=$DATA_ROOT is on $fstype: choose a directory on a real disk" >&2
-        exit 2
-        ;;
-esac
-DATA=$(mktemp -d "$DATA_ROOT/ringmq-durability.XXXXXX")
-
-cargo build --release -q -p ringmq -p ringmq-loadgen
-BIN=${CARGO_TARGET_DIR:-target}/release
-BROKER=$BIN/ringmq
-LOADGEN=$BIN/ringmq-loadgen
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BROKER_PID=""
 stop_broker() {
@@ -74,7 +63,6 @@ cleanup() {
     stop_broker
     rm -rf "$DATA"
 }
-trap cleanup EXIT
 
 # Milliseconds from $1 (date +%s.%N) until 127.0.0.1:$PORT accepts, polling every 2 ms.
 wait_port() {
@@ -135,71 +123,86 @@ lg() {
     echo "$(date -u +%T) $name done" >&2
 }
 
-{
-    echo "start $(date -u +%FT%TZ)"
-    echo "uptime: $(uptime)"
-    echo "kernel: $(uname -r); cpus: $NCPU; $(grep -m1 'model name' /proc/cpuinfo)"
-    echo "data: $DATA on $(df --output=source,fstype "$DATA" | tail -1)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
-    echo "busiest processes at the start:"
-    top -bn1 -w 160 | sed -n '7,14p'
-} > "$OUT/machine.txt"
+measure() {
+    fstype=$(df --output=fstype "$DATA_ROOT" | tail -1 | tr -d ' ')
+    case "$fstype" in
+        tmpfs | ramfs)
+            echo "DATA_ROOT=$DATA_ROOT is on $fstype: choose a directory on a real disk" >&2
+            exit 2
+            ;;
+    esac
+    DATA=$(mktemp -d "$DATA_ROOT/ringmq-durability.XXXXXX")
 
-# ---- a. QoS 1 fan-in ---------------------------------------------------------------------
-FANIN=(fan-in --publishers 32 --subscribers 1 --qos 1 --payload 64 --inflight 64
-    --duration "$DURATION" --warmup "$WARMUP" --drain-timeout 60)
-# A persistent subscriber's queue is on disk and not limited by pushback: give it room
-# for the whole run, so that nothing acknowledged is dropped for lack of quota.
-ROOMY="session_queue_bytes_max = 8589934592
-disk_quota_bytes = 17179869184"
-echo "a. fan-in, load $(loadavg)" >> "$OUT/machine.txt"
-for round in $(seq 1 "$ROUNDS"); do
-    for mode in always interval never clean; do
-        if [ "$mode" = clean ]; then
-            start_broker "fanin-clean-$round" always
-            lg "fanin-clean.$round" "${FANIN[@]}"
-        else
-            start_broker "fanin-$mode-$round" "$mode" "$ROOMY"
-            lg "fanin-$mode.$round" "${FANIN[@]}" --persistent-subscribers
-        fi
-        stop_broker
-        rm -rf "${DATA:?}"/fanin-*
+    cargo build --release -q -p ringmq -p ringmq-loadgen
+    BIN=${CARGO_TARGET_DIR:-target}/release
+    BROKER=$BIN/ringmq
+    LOADGEN=$BIN/ringmq-loadgen
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+    trap cleanup EXIT
+
+    {
+        echo "start $(date -u +%FT%TZ)"
+        echo "uptime: $(uptime)"
+        echo "kernel: $(uname -r); cpus: $NCPU; $(grep -m1 'model name' /proc/cpuinfo)"
+        echo "data: $DATA on $(df --output=source,fstype "$DATA" | tail -1)"
+        echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+        echo "busiest processes at the start:"
+        top -bn1 -w 160 | sed -n '7,14p'
+    } > "$OUT/machine.txt"
+
+    # ---- a. QoS 1 fan-in ---------------------------------------------------------------------
+    FANIN=(fan-in --publishers 32 --subscribers 1 --qos 1 --payload 64 --inflight 64
+        --duration "$DURATION" --warmup "$WARMUP" --drain-timeout 60)
+    # A persistent subscriber's queue is on disk and not limited by pushback: give it room
+    # for the whole run, so that nothing acknowledged is dropped for lack of quota.
+    ROOMY=$'session_queue_bytes_max = 8589934592\ndisk_quota_bytes = 17179869184'
+    echo "a. fan-in, load $(loadavg)" >> "$OUT/machine.txt"
+    for round in $(seq 1 "$ROUNDS"); do
+        for mode in always interval never clean; do
+            if [ "$mode" = clean ]; then
+                start_broker "fanin-clean-$round" always
+                lg "fanin-clean.$round" "${FANIN[@]}"
+            else
+                start_broker "fanin-$mode-$round" "$mode" "$ROOMY"
+                lg "fanin-$mode.$round" "${FANIN[@]}" --persistent-subscribers
+            fi
+            stop_broker
+            rm -rf "${DATA:?}"/fanin-*
+        done
     done
-done
 
-# ---- b. persistent: offline queues, then drain ------------------------------------------
-echo "b. persistent, load $(loadavg)" >> "$OUT/machine.txt"
-for round in $(seq 1 "$ROUNDS"); do
-    for mode in always interval never; do
-        start_broker "persist-$mode-$round" "$mode"
-        lg "persist-$mode.$round" persistent --clients "$PERSIST_SESSIONS" \
-            --messages "$PERSIST_MESSAGES" --payload 64 --duration 120 --drain-timeout 60
-        stop_broker
-        rm -rf "${DATA:?}"/persist-*
+    # ---- b. persistent: offline queues, then drain ------------------------------------------
+    echo "b. persistent, load $(loadavg)" >> "$OUT/machine.txt"
+    for round in $(seq 1 "$ROUNDS"); do
+        for mode in always interval never; do
+            start_broker "persist-$mode-$round" "$mode"
+            lg "persist-$mode.$round" persistent --clients "$PERSIST_SESSIONS" \
+                --messages "$PERSIST_MESSAGES" --payload 64 --duration 120 --drain-timeout 60
+            stop_broker
+            rm -rf "${DATA:?}"/persist-*
+        done
     done
-done
 
-# ---- c. recovery of a large log ---------------------------------------------------------
-echo "c. recovery, load $(loadavg)" >> "$OUT/machine.txt"
-REC_STORAGE="segment_bytes = 268435456
-session_queue_bytes_max = 8589934592
-session_queue_messages_max = 100000000
-disk_quota_bytes = 17179869184"
-start_broker recovery "$REC_FSYNC" "$REC_STORAGE"
-lg recovery-fill persistent --clients 1 --messages "$REC_MESSAGES" --payload "$REC_PAYLOAD" \
-    --inflight 1000 --client-prefix durrec- --keep-offline --duration 300 --drain-timeout 60
-grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' "/proc/$BROKER_PID/status" > "$OUT/recovery-rss.txt"
-du -sb "$DATA/recovery" | cut -f1 > "$OUT/recovery-du.txt"
-: > "$OUT/recovery-restarts.txt"
-for i in $(seq 0 "$REC_RESTARTS"); do
-    kill -9 "$BROKER_PID"
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-    cache=warm
-    if [ "$i" -eq "$REC_RESTARTS" ]; then
-        # The last restart reads the log from the disk: write back and evict its pages.
-        cache=cold
-        python3 - "$DATA/recovery" <<'PY'
+    # ---- c. recovery of a large log ---------------------------------------------------------
+    echo "c. recovery, load $(loadavg)" >> "$OUT/machine.txt"
+    REC_STORAGE=$'segment_bytes = 268435456\nsession_queue_bytes_max = 8589934592'
+    REC_STORAGE+=$'\nsession_queue_messages_max = 100000000\ndisk_quota_bytes = 17179869184'
+    start_broker recovery "$REC_FSYNC" "$REC_STORAGE"
+    lg recovery-fill persistent --clients 1 --messages "$REC_MESSAGES" --payload "$REC_PAYLOAD" \
+        --inflight 1000 --client-prefix durrec- --keep-offline --duration 300 --drain-timeout 60
+    grep -E '^(VmRSS|RssAnon|RssFile|RssShmem)' "/proc/$BROKER_PID/status" > "$OUT/recovery-rss.txt"
+    du -sb "$DATA/recovery" | cut -f1 > "$OUT/recovery-du.txt"
+    : > "$OUT/recovery-restarts.txt"
+    for i in $(seq 0 "$REC_RESTARTS"); do
+        kill -9 "$BROKER_PID"
+        wait "$BROKER_PID" 2>/dev/null || true
+        BROKER_PID=""
+        cache=warm
+        if [ "$i" -eq "$REC_RESTARTS" ]; then
+            # The last restart reads the log from the disk: write back and evict its pages.
+            cache=cold
+            python3 - "$DATA/recovery" <<'PY'
 import os, sys
 for root, _, files in os.walk(sys.argv[1]):
     for f in files:
@@ -210,22 +213,22 @@ for root, _, files in os.walk(sys.argv[1]):
         finally:
             os.close(fd)
 PY
-    fi
-    lines_before=$(grep -c recovered "$OUT/recovery.log" || true)
-    start_broker recovery "$REC_FSYNC" "$REC_STORAGE"
-    # The shard logs its line before it listens; allow the log writer a moment.
-    line=""
-    for _ in $(seq 1 100); do
-        line=$(grep recovered "$OUT/recovery.log" | tail -n +"$((lines_before + 1))" | head -1)
-        [ -n "$line" ] && break
-        sleep 0.02
+        fi
+        lines_before=$(grep -c recovered "$OUT/recovery.log" || true)
+        start_broker recovery "$REC_FSYNC" "$REC_STORAGE"
+        # The shard logs its line before it listens; allow the log writer a moment.
+        line=""
+        for _ in $(seq 1 100); do
+            line=$(grep recovered "$OUT/recovery.log" | tail -n +"$((lines_before + 1))" | head -1)
+            [ -n "$line" ] && break
+            sleep 0.02
+        done
+        echo "$i $cache $ACCEPT_MS $line" >> "$OUT/recovery-restarts.txt"
     done
-    echo "$i $cache $ACCEPT_MS $line" >> "$OUT/recovery-restarts.txt"
-done
 
-# The session is there and its first messages come, in order (raw MQTT 3.1.1 over a socket,
-# without acknowledging them, so that they stay queued for the full drain below).
-python3 - "$PORT" durrec-ps0 5 > "$OUT/recovery-peek.txt" <<'PY'
+    # The session is there and its first messages come, in order (raw MQTT 3.1.1 over a socket,
+    # without acknowledging them, so that they stay queued for the full drain below).
+    python3 - "$PORT" durrec-ps0 5 > "$OUT/recovery-peek.txt" <<'PY'
 import socket, struct, sys
 port, client_id, want = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3])
 s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -282,15 +285,21 @@ s.close()
 ok = present == 1 and code == 0 and seqs == list(range(want))
 print("ok" if ok else "FAILED")
 PY
-lg recovery-drain persistent --clients 1 --messages "$REC_MESSAGES" --client-prefix durrec- \
-    --resume --drain-timeout 60
-stop_broker
-{
-    echo "end $(date -u +%FT%TZ)"
-    echo "uptime: $(uptime)"
-    echo "busiest processes at the end:"
-    top -bn1 -w 160 | sed -n '7,14p'
-} >> "$OUT/machine.txt"
+    lg recovery-drain persistent --clients 1 --messages "$REC_MESSAGES" --client-prefix durrec- \
+        --resume --drain-timeout 60
+    stop_broker
+    {
+        echo "end $(date -u +%FT%TZ)"
+        echo "uptime: $(uptime)"
+        echo "busiest processes at the end:"
+        top -bn1 -w 160 | sed -n '7,14p'
+    } >> "$OUT/machine.txt"
+
+}
+
+if [ -z "${REPORT_ONLY:-}" ]; then
+    measure
+fi
 
 # ---- the report --------------------------------------------------------------------------
 mkdir -p "$(dirname "$RESULT")"
@@ -342,16 +351,21 @@ w("Closed loop, 64 unacknowledged PUBLISHes per publisher, "
   "1 s warm-up, then the measured window. *acked msgs/s*: PUBACKs received in the window "
   "per second, i.e. messages acknowledged as durable; *ack p50/p99*: PUBLISH written to PUBACK "
   "read. *delivered msgs/s*: deliveries to the subscriber in the window; *behind*: how long "
-  "after publishing stopped the last message reached the subscriber.")
+  "after publishing stopped the last message reached the subscriber; *end to end*: every "
+  "message published, over the time from the start of publishing (warm-up included) to the "
+  "last delivery.")
 w("")
-w("| subscriber | fsync | acked msgs/s | ack p50 (ms) | ack p99 (ms) | delivered msgs/s | behind (s) | lost | broker CPU s per 1M acked | per-run acked msgs/s |")
-w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+w("| subscriber | fsync | acked msgs/s | ack p50 (ms) | ack p99 (ms) | delivered msgs/s | behind (s) | end to end msgs/s | lost | broker CPU s per 1M acked | per-run acked msgs/s |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 acked = lambda d: d["publish"]["acked_per_s"]
 p50 = lambda d: d["publish"]["ack_latency"]["p50_us"] / 1e3
 p99 = lambda d: d["publish"]["ack_latency"]["p99_us"] / 1e3
 dl = lambda d: d["delivery"]["delivered_per_s"]
 behind = lambda d: d["delivery"].get("drain_s")
 lost = lambda d: d["delivery"]["lost"]
+# Everything published, over the time from the start of publishing to the last delivery.
+e2e = lambda d: d["delivery"]["received_unique"] / (
+    d["settings"]["warmup_s"] + d["settings"]["duration_s"] + (d["delivery"].get("drain_s") or 0))
 cpu = lambda d: d["_cpu_s"] / max(d["publish"]["acked"], 1) * 1e6
 fanin_always = None
 for mode, sub in (("always", "persistent"), ("interval", "persistent"), ("never", "persistent"), ("clean", "clean")):
@@ -361,7 +375,7 @@ for mode, sub in (("always", "persistent"), ("interval", "persistent"), ("never"
     errors = sum(d["errors"]["count"] for d in rs)
     fs = "(no disk)" if mode == "clean" else (mode + (" 10 ms" if mode == "interval" else ""))
     w(f"| {sub} | {fs} | {fmt(med(rs, acked))} | {fmt(med(rs, p50), 2)} | {fmt(med(rs, p99), 2)} | "
-      f"{fmt(med(rs, dl))} | {fmt(med(rs, behind), 1)} | {fmt(max((lost(d) for d in rs), default=None))}"
+      f"{fmt(med(rs, dl))} | {fmt(med(rs, behind), 1)} | {fmt(med(rs, e2e))} | {fmt(max((lost(d) for d in rs), default=None))}"
       f"{' (errors: %d)' % errors if errors else ''} | {fmt(med(rs, cpu), 2)} | {spread(rs, acked)} |")
 w("")
 if fanin_always is not None:
@@ -380,7 +394,7 @@ if rs0:
       f"publishes {p['messages']:,} messages, each queued for every session "
       f"({p['sessions'] * p['messages']:,} deliveries); then the sessions reconnect and drain. "
       "*publish msgs/s*: messages published and acknowledged per second; *drain msgs/s*: "
-      "distinct messages received per second from the reconnects to the last one.")
+      "deliveries per second, summed over the sessions, from the reconnects to the last one.")
     w("")
 w("| fsync | publish msgs/s | ack p50 (ms) | ack p99 (ms) | drain msgs/s | lost | duplicates | per-run publish / drain msgs/s |")
 w("|---|---:|---:|---:|---:|---:|---:|---|")
