@@ -19,7 +19,7 @@
 # empty data directory under DATA_ROOT, which must be on a real disk (not tmpfs). (a) and
 # (b) run ROUNDS times (default 3); the tables give medians and every run's figure.
 #
-#   loadgen/durability.sh                      # ~4 minutes; writes loadgen/results/<date>-durability.md
+#   loadgen/durability.sh                      # ~3 minutes; writes loadgen/results/<date>-durability.md
 #   ROUNDS=1 DURATION=2 REC_MESSAGES=100000 loadgen/durability.sh   # quick check
 #   REPORT_ONLY=target/durability/<time> loadgen/durability.sh      # report from raw results
 #
