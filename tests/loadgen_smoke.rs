@@ -312,6 +312,48 @@ fn fan_in_qos1() {
     assert_eq!(d.get("expected").num(), 2.0 * sent);
 }
 
+/// `--persistent-subscribers`: the subscribers keep persistent sessions, so a broker with
+/// persistence logs every delivery; still nothing lost, and the acknowledgement rate and
+/// latency are reported.
+#[test]
+fn fan_in_qos1_persistent_subscribers() {
+    let b = Broker::start();
+    let doc = run(
+        &b,
+        "fan-in",
+        &[
+            &SHORT[..],
+            &[
+                "--publishers",
+                "4",
+                "--subscribers",
+                "2",
+                "--qos",
+                "1",
+                "--rate",
+                "200",
+                "--persistent-subscribers",
+            ],
+        ]
+        .concat(),
+    );
+    check_delivery(&doc, true);
+    assert_eq!(
+        doc.get("settings").get("persistent_subscribers"),
+        &Json::Bool(true)
+    );
+    let p = doc.get("publish");
+    assert_eq!(p.get("acked").num(), p.get("sent").num(), "{p:?}");
+    assert!(p.get("acked_in_window").num() > 0.0, "{p:?}");
+    // 4 publishers at 200 msg/s: about 800 acknowledgements per second.
+    let rate = p.get("acked_per_s").num();
+    assert!(
+        (300.0..1600.0).contains(&rate),
+        "acked {rate} msg/s, expected ~800"
+    );
+    check_latency(p.get("ack_latency"), "ack latency");
+}
+
 #[test]
 fn fan_out_qos1() {
     let b = Broker::start();
@@ -398,6 +440,47 @@ fn persistent_sessions_drain_every_message() {
     assert!(p.get("drain_per_s").num() > 0.0, "{p:?}");
 }
 
+/// `--keep-offline` leaves the sessions offline with their queues; a later `--resume` with
+/// the same prefix finds them and drains every message.
+#[test]
+fn persistent_keep_offline_then_resume() {
+    let b = Broker::start();
+    let fill = run(
+        &b,
+        "persistent",
+        &[
+            "--clients",
+            "2",
+            "--messages",
+            "1000",
+            "--duration",
+            "5",
+            "--keep-offline",
+        ],
+    );
+    check_no_errors(&fill);
+    assert_eq!(
+        fill.get("delivery"),
+        &Json::Null,
+        "nothing drains: {fill:?}"
+    );
+    assert_eq!(fill.get("persistent").get("messages").num(), 1000.0);
+    assert_eq!(fill.get("publish").get("acked").num(), 1000.0);
+    let drain = run(
+        &b,
+        "persistent",
+        &["--clients", "2", "--messages", "1000", "--resume"],
+    );
+    check_no_errors(&drain);
+    let d = drain.get("delivery");
+    assert_eq!(d.get("expected").num(), 2000.0, "{d:?}");
+    assert_eq!(d.get("received_unique").num(), 2000.0, "{d:?}");
+    assert_eq!(d.get("lost").num(), 0.0, "{d:?}");
+    assert_eq!(d.get("duplicates").num(), 0.0, "{d:?}");
+    assert_eq!(d.get("out_of_order").num(), 0.0, "{d:?}");
+    assert!(drain.get("persistent").get("drain_per_s").num() > 0.0);
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     for args in [
@@ -405,6 +488,14 @@ fn bad_arguments_exit_2() {
         &["pairs", "--qos", "3"],
         &["fan-in", "--shared", "a/b"],
         &["pairs", "--source-ips", "127.0.0.9-127.0.0.2"],
+        &["persistent", "--resume"],
+        &[
+            "persistent",
+            "--resume",
+            "--keep-offline",
+            "--client-prefix",
+            "x",
+        ],
         &["no-such-scenario"],
     ] {
         let out = Command::new(loadgen())

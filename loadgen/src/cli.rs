@@ -33,10 +33,13 @@ const AFTER_HELP: &str = "\
 Examples:
   ringmq-loadgen pairs --clients 16 --qos 0 --payload 64 --duration 10
   ringmq-loadgen fan-in --publishers 32 --subscribers 1 --qos 1
+  ringmq-loadgen fan-in --publishers 32 --subscribers 1 --qos 1 --persistent-subscribers
   ringmq-loadgen fan-out --subscribers 100 --rate 1000 --json
   ringmq-loadgen idle --clients 15000 --broker-pid $(pidof ringmq) --source-ips 127.0.0.2-127.0.0.9
   ringmq-loadgen connect-storm --clients 32 --duration 5
   ringmq-loadgen persistent --messages 10000 --qos 1
+  ringmq-loadgen persistent --messages 10000 --client-prefix r- --keep-offline   # then restart the broker
+  ringmq-loadgen persistent --messages 10000 --client-prefix r- --resume
 
 Run `ringmq-loadgen <SCENARIO> --help` for a scenario's options.";
 
@@ -63,6 +66,10 @@ throughput test: delivered msgs/s grows with the broker's cores when it scales."
         /// Distinct topics (default: one per pair)
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         topics: Option<u32>,
+        /// Subscribers keep persistent sessions (clean session 0 / v5 session expiry), so
+        /// that a broker with persistence stores every QoS 1/2 delivery; ended after the run
+        #[arg(long)]
+        persistent_subscribers: bool,
         #[command(flatten)]
         traffic: TrafficArgs,
         #[command(flatten)]
@@ -88,6 +95,10 @@ duplicates are then counted over the whole group.")]
         /// Subscribe via the shared subscription $share/GROUP/<topic>
         #[arg(long, value_name = "GROUP")]
         shared: Option<String>,
+        /// Subscribers keep persistent sessions (clean session 0 / v5 session expiry), so
+        /// that a broker with persistence stores every QoS 1/2 delivery; ended after the run
+        #[arg(long)]
+        persistent_subscribers: bool,
         #[command(flatten)]
         traffic: TrafficArgs,
         #[command(flatten)]
@@ -143,7 +154,13 @@ default 1) and disconnect. One publisher then publishes M messages (--messages) 
 QoS and waits for every acknowledgement. The sessions reconnect with clean start off,
 must find their session present, and receive the M queued messages. Reports the drain
 rate, loss and duplicates. --duration bounds the publishing; --warmup is not used.
-The broker must queue M messages per offline session (Mosquitto: max_queued_messages).")]
+The broker must queue M messages per offline session (Mosquitto: max_queued_messages).
+
+Across a broker restart: --keep-offline publishes and ends there, leaving the sessions
+offline with their queues; after the restart, --resume with the same --client-prefix,
+--clients and --messages reconnects them (session present required) and drains, counting
+loss and duplicates. Delivery latencies mean nothing with --resume (the stamps come from
+another process's clock).")]
     Persistent {
         /// Number of persistent sessions
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -151,6 +168,14 @@ The broker must queue M messages per offline session (Mosquitto: max_queued_mess
         /// Messages published while the sessions are offline
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
         messages: u32,
+        /// Publish, then end without reconnecting: the sessions stay offline with their
+        /// queues (to fill a broker's log before a restart; drain later with --resume)
+        #[arg(long, conflicts_with = "resume")]
+        keep_offline: bool,
+        /// Neither set up nor publish: reconnect the sessions an earlier --keep-offline run
+        /// left (same --client-prefix, --clients, --messages) and drain them
+        #[arg(long, requires = "client_prefix")]
+        resume: bool,
         #[command(flatten)]
         traffic: TrafficArgs,
         #[command(flatten)]

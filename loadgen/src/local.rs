@@ -50,6 +50,8 @@ pub struct ThreadStats {
     pub window_bytes: u64,
     /// PUBLISH packets written inside the measuring window.
     pub window_sent: u64,
+    /// QoS 1/2 acknowledgements (PUBACK / PUBCOMP) received inside the measuring window.
+    pub window_acked: u64,
 }
 
 /// Wakes every task waiting on it; each task has a slot holding its one waker, so waiting
@@ -216,6 +218,7 @@ impl Local {
         let mut last_tick = clock::now_ns();
         while !self.finished.get() {
             Timer::new(POLL).await;
+            Counters::add(&self.counters().heartbeat, 1);
             let now = clock::now_ns();
             let changed = self.refresh();
             if changed || now.saturating_sub(last_tick) >= TICK.as_nanos() as u64 {

@@ -4,6 +4,7 @@
 //! - `cli`: the command line (clap): scenarios, options, checks (exit 2 on bad input).
 //! - `settings`: the resolved settings every worker reads.
 //! - `runtime`: worker threads, one glommio executor each, pinned or unbound.
+//! - `watchdog`: interrupts a worker executor that sleeps through ready work.
 //! - `shared`: phase, windows and counters shared between the main thread and workers.
 //! - `local`: a worker thread's state: wake-ups, histograms, connect limiter.
 //! - `socket`: TCP connect from a chosen source address, handed to glommio.
@@ -29,6 +30,7 @@ mod shared;
 mod socket;
 mod stats;
 mod subscriber;
+mod watchdog;
 
 use std::process::ExitCode;
 

@@ -225,11 +225,9 @@ impl Sender {
                     };
                     acked += 1;
                     if in_window {
-                        local
-                            .stats
-                            .borrow_mut()
-                            .ack
-                            .record(now.saturating_sub(sent));
+                        let mut stats = local.stats.borrow_mut();
+                        stats.ack.record(now.saturating_sub(sent));
+                        stats.window_acked += 1;
                     }
                 }
             }

@@ -27,6 +27,9 @@ pub struct Report {
     pub connect_storm: Option<StormFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persistent: Option<PersistentFigures>,
+    /// Times a worker executor stood still and was interrupted to look at its rings again
+    /// (see the loadgen's `watchdog` module); usually 0.
+    pub executor_kicks: u64,
     pub errors: Errors,
 }
 
@@ -43,6 +46,8 @@ pub struct RunSettings {
     pub topics: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_group: Option<String>,
+    /// Subscribers in persistent sessions (`--persistent-subscribers`, and `persistent`).
+    pub persistent_subscribers: bool,
     pub clients: usize,
     pub threads: usize,
     /// "unbound" or the CPUs the threads are pinned to.
@@ -76,6 +81,9 @@ pub struct PublishFigures {
     /// QoS 1/2: PUBACK (QoS 1) or PUBCOMP (QoS 2) received, and those never received.
     pub acked: u64,
     pub unacked: u64,
+    /// Acknowledgements (PUBACK / PUBCOMP) received inside the window, and that per second.
+    pub acked_in_window: u64,
+    pub acked_per_s: f64,
     /// PUBLISH written to its PUBACK/PUBCOMP, inside the window.
     pub ack_latency: LatencySummary,
 }
@@ -93,6 +101,11 @@ pub struct DeliveryFigures {
     pub mb_per_s: f64,
     /// Payload timestamp to receipt, for deliveries inside the window.
     pub latency: LatencySummary,
+    /// pairs, fan-in, fan-out: seconds from the end of publishing to the last new
+    /// delivery (0 when everything had arrived by then): how far the subscribers were
+    /// behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_s: Option<f64>,
     /// Deliveries the subscribers should have had (sum over subscribers, or over shared
     /// groups, of the messages their publishers sent), the distinct ones they had, and the
     /// missing ones after the drain.
@@ -188,6 +201,9 @@ impl Report {
                 format!("{r} msg/s per publisher")
             });
             let _ = write!(o, ", QoS {}, {} B payload, {rate}", s.qos, s.payload_bytes);
+            if s.persistent_subscribers {
+                let _ = write!(o, ", persistent subscribers");
+            }
         }
         let _ = writeln!(o);
         let _ = writeln!(
@@ -203,7 +219,11 @@ impl Report {
                 p.sent_per_s, p.sent_in_window, s.duration_s, p.sent, p.publishers, p.publishers_failed
             );
             if s.qos > 0 {
-                let _ = writeln!(o, "  acknowledged       {} ({} never)", p.acked, p.unacked);
+                let _ = writeln!(
+                    o,
+                    "  acknowledged       {:.0} msg/s ({} in window; {} in all; {} never)",
+                    p.acked_per_s, p.acked_in_window, p.acked, p.unacked
+                );
                 lat(&mut o, "ack latency", &p.ack_latency);
             }
         }
@@ -214,6 +234,12 @@ impl Report {
                 d.delivered_per_s, d.mb_per_s, d.delivered_in_window, d.delivered, d.subscribers, d.subscribers_failed
             );
             lat(&mut o, "latency", &d.latency);
+            if let Some(drain) = d.drain_s.filter(|s| *s > 0.0) {
+                let _ = writeln!(
+                    o,
+                    "  drain              last new delivery {drain:.2} s after publishing ended"
+                );
+            }
             let _ = writeln!(
                 o,
                 "  loss               {} lost of {} expected, {} duplicates, {} out of order, {} unexpected, {} foreign",
@@ -242,10 +268,34 @@ impl Report {
             );
         }
         if let Some(p) = &self.persistent {
+            let _ = write!(
+                o,
+                "  persistent         {} sessions x {} messages",
+                p.sessions, p.messages
+            );
+            if p.publish_s > 0.0 {
+                let _ = write!(
+                    o,
+                    ": published in {:.2} s ({:.0} msg/s)",
+                    p.publish_s, p.publish_per_s
+                );
+            }
+            if self.delivery.is_some() {
+                let _ = write!(
+                    o,
+                    ", drained in {:.2} s ({:.0} msg/s)",
+                    p.drain_s, p.drain_per_s
+                );
+            } else {
+                let _ = write!(o, ", left offline");
+            }
+            let _ = writeln!(o);
+        }
+        if self.executor_kicks > 0 {
             let _ = writeln!(
                 o,
-                "  persistent         {} sessions x {} messages: published in {:.2} s ({:.0} msg/s), drained in {:.2} s ({:.0} msg/s)",
-                p.sessions, p.messages, p.publish_s, p.publish_per_s, p.drain_s, p.drain_per_s
+                "  executor kicks     {} (a worker stood still for 50 ms and was interrupted)",
+                self.executor_kicks
             );
         }
         let _ = writeln!(o, "  errors             {}", self.errors.count);

@@ -11,6 +11,7 @@ use crate::local::{Local, ThreadStats};
 use crate::scenario::{idle, storm, traffic, Work, WorkerResult};
 use crate::settings::Settings;
 use crate::shared::Shared;
+use crate::watchdog::{self, Watchdog};
 
 /// io_uring memory registered per executor: sockets never use it (glommio's default of
 /// 10 MiB would only cost memlock).
@@ -19,15 +20,17 @@ const RING_DEPTH: usize = 256;
 /// How long a task queue runs before the executor polls I/O again.
 const PREEMPT: Duration = Duration::from_millis(5);
 
-/// The running worker threads.
+/// The running worker threads, and the watchdog that keeps their executors awake.
 pub struct Workers {
     handles: Vec<(usize, ExecutorJoinHandle<WorkerResult>)>,
+    watchdog: Watchdog,
 }
 
 /// Probes io_uring (glommio panics with a misleading message without it) and raises the
 /// open-file limit to its hard maximum (one descriptor per connection).
 pub fn prepare() -> Result<(), String> {
     ringmq::shard::runtime::check_io_uring().map_err(|e| e.to_string())?;
+    watchdog::install()?;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -69,7 +72,10 @@ pub fn start(
             .map_err(|e| format!("starting worker thread {i}: {e}"))?;
         handles.push((i, handle));
     }
-    Ok(Workers { handles })
+    Ok(Workers {
+        handles,
+        watchdog: Watchdog::start(shared.clone()),
+    })
 }
 
 async fn run_thread(
@@ -78,7 +84,8 @@ async fn run_thread(
     shared: Arc<Shared>,
     cfg: Arc<Settings>,
 ) -> WorkerResult {
-    let local = Local::new(index, shared, cfg);
+    watchdog::register(&shared, index);
+    let local = Local::new(index, shared.clone(), cfg);
     let control = glommio::spawn_local(local.clone().control());
     let mut result = match work {
         Work::Traffic {
@@ -93,6 +100,7 @@ async fn run_thread(
     local.finish();
     control.await;
     result.stats = std::mem::take(&mut *local.stats.borrow_mut());
+    watchdog::unregister(&shared, index);
     result
 }
 
@@ -108,6 +116,7 @@ impl Workers {
                 Err(e) => errors.push(format!("worker thread {i} failed: {e}")),
             }
         }
+        self.watchdog.stop();
         (results, errors)
     }
 }
@@ -127,5 +136,6 @@ impl ThreadStats {
         self.window_delivered += other.window_delivered;
         self.window_bytes += other.window_bytes;
         self.window_sent += other.window_sent;
+        self.window_acked += other.window_acked;
     }
 }

@@ -5,6 +5,7 @@
 //! each, so they do not bounce between cores) and the main thread reads them.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Where the run is. Workers poll it (every 2 ms); only the main thread moves it forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,6 +69,10 @@ pub struct Counters {
     pub latency_count: AtomicU64,
     /// Errors of any kind (details in the thread's error samples).
     pub errors: AtomicU64,
+    /// Ticks of the thread's control task (every 2 ms while its executor runs).
+    pub heartbeat: AtomicU64,
+    /// Times the watchdog interrupted the thread's executor ([`crate::watchdog`]).
+    pub kicks: AtomicU64,
 }
 
 impl Counters {
@@ -94,6 +99,7 @@ pub struct Totals {
     pub latency_sum_ns: u64,
     pub latency_count: u64,
     pub errors: u64,
+    pub kicks: u64,
 }
 
 /// Everything the main thread and the workers share.
@@ -114,6 +120,9 @@ pub struct Shared {
     pub publishers_final: AtomicU64,
     /// Round-robin position in the source address list.
     next_source: AtomicUsize,
+    /// Each worker thread's pthread id while its executor runs (for the watchdog's
+    /// signal); `None` before it starts and once it ends.
+    pub worker_tids: Box<[Mutex<Option<libc::pthread_t>>]>,
 }
 
 impl Shared {
@@ -128,6 +137,7 @@ impl Shared {
             publisher_sent: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             publishers_final: AtomicU64::new(0),
             next_source: AtomicUsize::new(0),
+            worker_tids: (0..threads).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -167,6 +177,7 @@ impl Shared {
             t.latency_sum_ns += c.latency_sum_ns.load(Relaxed);
             t.latency_count += c.latency_count.load(Relaxed);
             t.errors += c.errors.load(Relaxed);
+            t.kicks += c.kicks.load(Relaxed);
         }
         t
     }

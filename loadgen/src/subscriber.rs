@@ -283,10 +283,17 @@ pub fn ping_if_quiet(conn: &mut Conn, after: Option<u64>, now: u64) -> Result<()
 /// How a subscriber lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Connected from setup to the end.
+    /// Connected from setup to the end, in a clean session.
     Live,
+    /// Connected from setup to the end, in a persistent session (clean session 0, or a v5
+    /// session expiry), so that a broker with persistence stores every QoS 1/2 delivery;
+    /// the session is ended (a clean connect) after the run, leaving nothing behind.
+    LivePersistent,
     /// Subscribes in a persistent session, goes offline, reconnects at `Reconnect`.
     Persistent,
+    /// `persistent --resume`: the session exists already (an earlier run left it offline);
+    /// only reconnects at `Reconnect`.
+    Resume,
 }
 
 /// A subscriber from setup to the end of the run.
@@ -295,9 +302,11 @@ pub async fn run(local: Rc<Local>, spec: SubSpec, mode: Mode) -> SubOutcome {
     let slot = local.slot();
     let setup = match mode {
         Mode::Live => setup_live(&local, &spec, &mut rx).await.map(Some),
+        Mode::LivePersistent => open_persistent(&local, &spec, &mut rx).await.map(Some),
         Mode::Persistent => setup_persistent(&local, &spec, &mut rx)
             .await
             .map(|()| None),
+        Mode::Resume => Ok(None),
     };
     local.add(|c| &c.setup_done, 1);
     let live = match setup {
@@ -320,6 +329,9 @@ pub async fn run(local: Rc<Local>, spec: SubSpec, mode: Mode) -> SubOutcome {
     match receive(&local, &slot, &mut conn, &mut rx, Phase::Finish).await {
         Ok(()) => conn.disconnect().await,
         Err(e) => local.error(format_args!("subscriber {}: {e}", spec.client_id)),
+    }
+    if mode == Mode::LivePersistent {
+        end_session(&local, &spec).await;
     }
     rx.out
 }
@@ -344,6 +356,17 @@ async fn setup_persistent(
     spec: &SubSpec,
     rx: &mut Receiver,
 ) -> Result<(), ConnError> {
+    let conn = open_persistent(local, spec, rx).await?;
+    conn.disconnect().await;
+    Ok(())
+}
+
+/// Clears any old session of this id, then opens a persistent one with the subscriptions.
+async fn open_persistent(
+    local: &Rc<Local>,
+    spec: &SubSpec,
+    rx: &mut Receiver,
+) -> Result<Conn, ConnError> {
     let (conn, _) = local
         .open(local.cfg.connect_packet(&spec.client_id, true), READ_BYTES)
         .await
@@ -354,8 +377,19 @@ async fn setup_persistent(
         .await
         .map_err(|_| ConnError::Reported)?;
     subscribe(local, &mut conn, rx, &spec.filters).await?;
-    conn.disconnect().await;
-    Ok(())
+    Ok(conn)
+}
+
+/// Ends the persistent session of this id: a clean connect discards it (v3: clean session
+/// 1; v5: clean start and no session expiry), so that repeated runs leave no sessions
+/// behind on the broker.
+async fn end_session(local: &Rc<Local>, spec: &SubSpec) {
+    if let Ok((conn, _)) = local
+        .open(local.cfg.connect_packet(&spec.client_id, true), READ_BYTES)
+        .await
+    {
+        conn.disconnect().await;
+    }
 }
 
 /// `persistent`: waits for the reconnect phase and resumes the session, which must still

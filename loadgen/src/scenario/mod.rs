@@ -56,10 +56,13 @@ pub fn run(scenario: Scenario) -> (Report, bool) {
         Scenario::Pairs {
             clients,
             topics,
+            persistent_subscribers,
             traffic,
             common,
         } => {
-            let plan = traffic::Plan::pairs(clients, topics.unwrap_or(clients), &prefix(&common));
+            let mut plan =
+                traffic::Plan::pairs(clients, topics.unwrap_or(clients), &prefix(&common));
+            plan.persistent_subscribers = persistent_subscribers;
             (traffic::run("pairs", plan, &common, &traffic), common.json)
         }
         Scenario::FanIn {
@@ -67,6 +70,7 @@ pub fn run(scenario: Scenario) -> (Report, bool) {
             subscribers,
             topics,
             shared,
+            persistent_subscribers,
             traffic,
             common,
         } => {
@@ -75,13 +79,14 @@ pub fn run(scenario: Scenario) -> (Report, bool) {
                     cli::fail("--shared: a group name without '/', '+' or '#'");
                 }
             }
-            let plan = traffic::Plan::fan_in(
+            let mut plan = traffic::Plan::fan_in(
                 publishers,
                 subscribers,
                 topics,
                 shared.as_deref(),
                 &prefix(&common),
             );
+            plan.persistent_subscribers = persistent_subscribers;
             (traffic::run("fan-in", plan, &common, &traffic), common.json)
         }
         Scenario::FanOut {
@@ -109,12 +114,27 @@ pub fn run(scenario: Scenario) -> (Report, bool) {
         Scenario::Persistent {
             clients,
             messages,
+            keep_offline,
+            resume,
             traffic,
             common,
-        } => (
-            persistent::run(&common, &traffic, clients as usize, u64::from(messages)),
-            common.json,
-        ),
+        } => {
+            let how = match (keep_offline, resume) {
+                (true, _) => persistent::How::KeepOffline,
+                (false, true) => persistent::How::Resume,
+                (false, false) => persistent::How::Whole,
+            };
+            (
+                persistent::run(
+                    &common,
+                    &traffic,
+                    clients as usize,
+                    u64::from(messages),
+                    how,
+                ),
+                common.json,
+            )
+        }
     }
 }
 
@@ -254,6 +274,7 @@ impl Driver {
                 failed: t.connect_failed,
                 connect_latency: out.stats.connect.summary(),
             },
+            executor_kicks: t.kicks,
             errors: Errors {
                 count: t.errors + out.thread_errors.len() as u64,
                 samples,
@@ -284,6 +305,8 @@ pub fn publish_figures(out: &Outcome, duration_s: f64, acked: u64) -> PublishFig
         sent_per_s: out.stats.window_sent as f64 / duration_s,
         acked,
         unacked,
+        acked_in_window: out.stats.window_acked,
+        acked_per_s: out.stats.window_acked as f64 / duration_s,
         ack_latency: out.stats.ack.summary(),
     }
 }

@@ -11,7 +11,24 @@ use crate::scenario::{delivery_figures, publish_figures, Driver};
 use crate::shared::Phase;
 use crate::subscriber::{Mode, SubSpec};
 
-pub fn run(common: &CommonArgs, traffic: &TrafficArgs, sessions: usize, messages: u64) -> Report {
+/// Which part of the scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Set up, publish, reconnect and drain.
+    Whole,
+    /// Set up and publish; the sessions stay offline (`--keep-offline`).
+    KeepOffline,
+    /// Reconnect sessions an earlier run left offline, and drain (`--resume`).
+    Resume,
+}
+
+pub fn run(
+    common: &CommonArgs,
+    traffic: &TrafficArgs,
+    sessions: usize,
+    messages: u64,
+    how: How,
+) -> Report {
     if traffic.qos == Some(0) {
         cli::fail("persistent: --qos must be 1 or 2 (QoS 0 messages are not queued)");
     }
@@ -22,27 +39,58 @@ pub fn run(common: &CommonArgs, traffic: &TrafficArgs, sessions: usize, messages
         // Persistent session ids of their own, so they never meet a live subscriber's.
         s.client_id = format!("{prefix}ps{}", s.id);
     }
-    let works = plan.split(common.threads as usize, Mode::Persistent, messages);
+    let mode = if how == How::Resume {
+        // Nothing publishes: the messages are in the broker already.
+        plan.pubs.clear();
+        Mode::Resume
+    } else {
+        Mode::Persistent
+    };
+    let works = plan.split(common.threads as usize, mode, messages);
     let mut d = Driver::start(common, cfg, works, 1);
-    d.setup((sessions + 1) as u64, common.setup_timeout);
+    d.setup((sessions + plan.pubs.len()) as u64, common.setup_timeout);
 
-    // Publish while the sessions are offline, bounded by --duration.
-    let start = clock::now_ns() + START_DELAY_NS;
-    let end = start + secs_to_ns(common.duration);
-    d.go(start, end, start, u64::MAX);
-    let deadline =
-        Instant::now() + clock::until(end) + Duration::from_secs_f64(common.drain_timeout);
-    let shared = d.shared.clone();
-    d.monitor.wait(deadline, |t| {
-        shared.publishers_final.load(Relaxed) >= 1 && t.acked >= t.sent
-    });
-    let published_ns = clock::now_ns().saturating_sub(start);
-    let sent = d.publisher_sent();
-    let acked = d.shared.totals().acked;
+    let (sent, acked, published_ns, pub_window) = if how == How::Resume {
+        (vec![messages], 0, 0, (0, 0))
+    } else {
+        // Publish while the sessions are offline, bounded by --duration.
+        let start = clock::now_ns() + START_DELAY_NS;
+        let end = start + secs_to_ns(common.duration);
+        d.go(start, end, start, u64::MAX);
+        let deadline =
+            Instant::now() + clock::until(end) + Duration::from_secs_f64(common.drain_timeout);
+        let shared = d.shared.clone();
+        d.monitor.wait(deadline, |t| {
+            shared.publishers_final.load(Relaxed) >= 1 && t.acked >= t.sent
+        });
+        let published_ns = clock::now_ns().saturating_sub(start);
+        (
+            d.publisher_sent(),
+            d.shared.totals().acked,
+            published_ns,
+            (start, end),
+        )
+    };
+    if how == How::KeepOffline {
+        let out = d.finish();
+        let mut report = d.report("persistent", common, &out);
+        fill_settings(&mut report, sessions, 1);
+        report.publish = Some(publish_figures(&out, published_ns as f64 / 1e9, acked));
+        let total_sent: u64 = sent.iter().sum();
+        report.persistent = Some(PersistentFigures {
+            sessions,
+            messages: total_sent,
+            publish_s: published_ns as f64 / 1e9,
+            publish_per_s: per_s(total_sent, published_ns as f64 / 1e9),
+            ..PersistentFigures::default()
+        });
+        return report;
+    }
 
     // Reconnect and drain.
     let reconnect = clock::now_ns();
-    d.shared.set_windows(start, end, reconnect, u64::MAX);
+    d.shared
+        .set_windows(pub_window.0, pub_window.1, reconnect, u64::MAX);
     d.shared.set_phase(Phase::Reconnect);
     let expected = plan.expected(&sent);
     let drain_deadline = Instant::now() + Duration::from_secs_f64(common.drain_timeout);
@@ -51,11 +99,10 @@ pub fn run(common: &CommonArgs, traffic: &TrafficArgs, sessions: usize, messages
 
     let out = d.finish();
     let mut report = d.report("persistent", common, &out);
-    report.settings.publishers = 1;
-    report.settings.subscribers = sessions;
-    report.settings.topics = 1;
-    report.settings.clients = sessions + 1;
-    report.publish = Some(publish_figures(&out, published_ns as f64 / 1e9, acked));
+    fill_settings(&mut report, sessions, plan.pubs.len());
+    if how == How::Whole {
+        report.publish = Some(publish_figures(&out, published_ns as f64 / 1e9, acked));
+    }
     let first = out
         .subs
         .iter()
@@ -74,14 +121,27 @@ pub fn run(common: &CommonArgs, traffic: &TrafficArgs, sessions: usize, messages
         sessions,
         messages: total_sent,
         publish_s: published_ns as f64 / 1e9,
-        publish_per_s: total_sent as f64 / (published_ns as f64 / 1e9).max(1e-9),
+        publish_per_s: per_s(total_sent, published_ns as f64 / 1e9),
         drain_s,
-        drain_per_s: if drain_s > 0.0 {
-            delivery.received_unique as f64 / drain_s
-        } else {
-            0.0
-        },
+        drain_per_s: per_s(delivery.received_unique, drain_s),
     });
     report.delivery = Some(delivery);
     report
+}
+
+fn fill_settings(report: &mut Report, sessions: usize, publishers: usize) {
+    report.settings.publishers = publishers;
+    report.settings.subscribers = sessions;
+    report.settings.topics = 1;
+    report.settings.clients = sessions + publishers;
+    report.settings.persistent_subscribers = true;
+}
+
+/// `n` per second over `secs`; 0 when nothing was timed (`--resume` publishes nothing).
+fn per_s(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
 }

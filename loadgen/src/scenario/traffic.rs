@@ -31,6 +31,8 @@ pub struct Plan {
     pub subs: Vec<SubSpec>,
     pub topics: usize,
     pub shared_group: Option<String>,
+    /// Subscribers keep persistent sessions ([`Mode::LivePersistent`]).
+    pub persistent_subscribers: bool,
 }
 
 fn topic(prefix: &str, t: u32) -> String {
@@ -62,6 +64,7 @@ impl Plan {
             subs,
             topics: topics as usize,
             shared_group: None,
+            persistent_subscribers: false,
         }
     }
 
@@ -98,6 +101,7 @@ impl Plan {
             subs,
             topics: topics.min(p) as usize,
             shared_group: group.map(str::to_owned),
+            persistent_subscribers: false,
         }
     }
 
@@ -223,7 +227,12 @@ pub fn run(
 ) -> Report {
     let cfg = common.settings(Some(traffic), plan.pubs.len(), 0);
     let qos = cfg.qos;
-    let works = plan.split(common.threads as usize, Mode::Live, u64::MAX);
+    let mode = if plan.persistent_subscribers {
+        Mode::LivePersistent
+    } else {
+        Mode::Live
+    };
+    let works = plan.split(common.threads as usize, mode, u64::MAX);
     let mut d = Driver::start(common, cfg, works, plan.pubs.len());
     let clients = (plan.pubs.len() + plan.subs.len()) as u64;
     d.setup(clients, common.setup_timeout);
@@ -254,14 +263,12 @@ pub fn run(
     report.settings.subscribers = plan.subs.len();
     report.settings.topics = plan.topics;
     report.settings.shared_group = plan.shared_group.clone();
+    report.settings.persistent_subscribers = plan.persistent_subscribers;
     report.settings.clients = plan.pubs.len() + plan.subs.len();
     report.publish = Some(publish_figures(&out, common.duration, acked));
-    report.delivery = Some(delivery_figures(
-        &plan.subs,
-        out.subs,
-        &sent,
-        &out.stats,
-        common.duration,
-    ));
+    let last_new = out.subs.iter().map(|s| s.last_new_ns).max().unwrap_or(0);
+    let mut delivery = delivery_figures(&plan.subs, out.subs, &sent, &out.stats, common.duration);
+    delivery.drain_s = Some(last_new.saturating_sub(end) as f64 / 1e9);
+    report.delivery = Some(delivery);
     report
 }
