@@ -112,6 +112,8 @@ pub struct RecoveredQueue {
     pub acked: BTreeSet<u64>,
     pub released: BTreeSet<u64>,
     pub sent: BTreeSet<u64>,
+    /// Bytes of the queued messages, as far as known (recovery estimates it).
+    pub bytes: u64,
 }
 
 impl RecoveredQueue {
@@ -270,7 +272,7 @@ impl Session {
             } else {
                 0
             },
-            disk_bytes: 0,
+            disk_bytes: if queue.cursor.is_some() { queue.bytes } else { 0 },
             skip: queue.acked,
             released: queue.released,
             sent: queue.sent,

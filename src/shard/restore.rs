@@ -15,6 +15,10 @@ use crate::persist::LogOffset;
 use crate::protocol::{PacketId, ProtocolVersion, TopicFilter};
 use crate::session::{Outbox, Session, Subscribed};
 
+/// The largest queue compaction copies forward (in one synchronous step on the shard's
+/// loop: about 10-20 ms at memory speed).
+const MOVE_BYTES_MAX: u64 = 16 << 20;
+
 /// What restoring found to finish before serving.
 #[derive(Default)]
 struct Pending {
@@ -48,6 +52,13 @@ impl Shard {
             ..
         } = recovered;
         let (sessions, retained) = (state.sessions.len(), state.retained.len());
+        // What a queued message takes in the log, on average: recovery counts queues, not
+        // bytes, and compaction and quotas need an idea of their size.
+        let record_bytes = bytes.checked_div(records).unwrap_or(0);
+        let mut state = state;
+        for rs in state.sessions.values_mut() {
+            rs.queue.bytes = rs.queue.len() * record_bytes;
+        }
         let mut pending = Pending::default();
         let mut foreign = Vec::new();
         let mut foreign_retained = Vec::new();
@@ -269,6 +280,10 @@ impl Shard {
             });
         }
         let mut first = None;
+        let bytes_of = deliveries
+            .iter()
+            .map(|(_, m)| m.size_bytes() as u64)
+            .sum();
         for (target, message) in deliveries {
             let (at, _) = st.append(&StateRecord::Deliver {
                 targets: vec![Target { no, ..target }],
@@ -278,6 +293,7 @@ impl Shard {
             first.get_or_insert(at);
         }
         rs.queue.cursor = first;
+        rs.queue.bytes = bytes_of;
         let q = &rs.queue;
         st.append(&StateRecord::Queue {
             no,
@@ -377,8 +393,11 @@ impl Shard {
                 };
                 let span = end.get().saturating_sub(at.get());
                 // Worth it when the session holds back two segments or more, of which its
-                // own messages are less than half.
-                if span < 2 * segment || live.saturating_mul(2) >= span {
+                // own messages are less than half; and only for a queue small enough to
+                // copy in one step on the loop (a larger one keeps its segments until it
+                // drains below that).
+                if span < 2 * segment || live.saturating_mul(2) >= span || live > MOVE_BYTES_MAX
+                {
                     continue;
                 }
                 (no, at)

@@ -694,6 +694,7 @@ impl Recovered {
                         acked: acked.into_iter().collect(),
                         released: released.into_iter().collect(),
                         sent: sent.into_iter().collect(),
+                        bytes: 0,
                     };
                 }
             }
