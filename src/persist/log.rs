@@ -133,7 +133,9 @@ impl Log {
         let Some(next) = self.next.take() else {
             return Err(AppendError::NeedsNextSegment);
         };
-        let full = std::mem::replace(&mut self.active, next);
+        let mut full = std::mem::replace(&mut self.active, next);
+        // Sealed and flushed: its pages need not stay in this process's RSS.
+        full.release_pages();
         self.sealed.push_back(full);
         self.flushed = self.flushed.max(self.active.base());
         self.active
@@ -174,6 +176,14 @@ impl Log {
             self.complete_flush(done);
         }
         Ok(())
+    }
+
+    /// Unmaps the pages of every sealed segment (they stay in the page cache): what
+    /// recovery or a queue reader touched stops counting in the process's RSS.
+    pub fn release_sealed_pages(&mut self) {
+        for s in &mut self.sealed {
+            s.release_pages();
+        }
     }
 
     /// Whether the active segment is at least half written: time to prepare the next.

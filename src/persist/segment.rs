@@ -377,6 +377,19 @@ impl Segment {
         self.written = written.min(self.capacity());
     }
 
+    /// Drops this process's mapping of the segment's pages (`MADV_DONTNEED`): they stay in
+    /// the page cache and on disk, and a later read maps them again. For a sealed,
+    /// flushed segment: its pages stop counting in the broker's RSS.
+    pub fn release_pages(&mut self) {
+        // SAFETY: the segment is a shared file mapping: after MADV_DONTNEED, reads see the
+        // file's contents (the page cache, dirty pages included), so no data changes.
+        // `&mut self` means no `&[u8]` into the map is alive meanwhile.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+
     /// An msync of data-region bytes `from..to`, to run on any thread.
     pub fn flush_range(&self, from: usize, to: usize) -> FlushRange {
         let to = to.min(self.capacity());

@@ -272,7 +272,11 @@ impl Session {
             } else {
                 0
             },
-            disk_bytes: if queue.cursor.is_some() { queue.bytes } else { 0 },
+            disk_bytes: if queue.cursor.is_some() {
+                queue.bytes
+            } else {
+                0
+            },
             skip: queue.acked,
             released: queue.released,
             sent: queue.sent,

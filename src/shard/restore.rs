@@ -280,10 +280,7 @@ impl Shard {
             });
         }
         let mut first = None;
-        let bytes_of = deliveries
-            .iter()
-            .map(|(_, m)| m.size_bytes() as u64)
-            .sum();
+        let bytes_of = deliveries.iter().map(|(_, m)| m.size_bytes() as u64).sum();
         for (target, message) in deliveries {
             let (at, _) = st.append(&StateRecord::Deliver {
                 targets: vec![Target { no, ..target }],
@@ -396,8 +393,7 @@ impl Shard {
                 // own messages are less than half; and only for a queue small enough to
                 // copy in one step on the loop (a larger one keeps its segments until it
                 // drains below that).
-                if span < 2 * segment || live.saturating_mul(2) >= span || live > MOVE_BYTES_MAX
-                {
+                if span < 2 * segment || live.saturating_mul(2) >= span || live > MOVE_BYTES_MAX {
                     continue;
                 }
                 (no, at)
@@ -418,6 +414,8 @@ impl Shard {
     /// Once enough has been written since the last checkpoint: writes one (the live
     /// state), then deletes the segments nothing live points into any more.
     pub(super) async fn compact(&self) {
+        // Pages of old segments a queue reader mapped again leave the RSS each second.
+        self.storage.release_sealed_pages();
         if !self.storage.checkpoint_due() {
             return;
         }

@@ -88,7 +88,8 @@ impl Storage {
                 recovered.apply(record.offset, rec);
             }
             let scanned = scan.finish()?;
-            let (log, report) = recovery.into_log(scanned)?;
+            let (mut log, report) = recovery.into_log(scanned)?;
+            log.release_sealed_pages();
             recovered.records = report.records;
             recovered.bytes = report.record_bytes;
             if let Some(torn) = &report.torn_tail {
@@ -400,6 +401,13 @@ impl Storage {
             log.flush_blocking().unwrap_or_else(|e| fatal(&e));
         }
         self.release_waiters();
+    }
+
+    /// Unmaps the pages of the sealed segments (see `Log::release_sealed_pages`).
+    pub fn release_sealed_pages(&self) {
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.release_sealed_pages();
+        }
     }
 
     /// Log bytes written since the last checkpoint, and the log's size on disk.
