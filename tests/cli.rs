@@ -205,3 +205,50 @@ fn every_tuning_preset_passes_check_config() {
         );
     }
 }
+
+/// A segment the broker cannot read (here: not a ringmq segment at all) stops it at start
+/// with an error naming the file and how to move it aside; moved aside as the message
+/// says, the broker starts.
+#[test]
+fn a_corrupt_segment_stops_the_start_and_can_be_moved_aside() {
+    let dir = temp_dir("corrupt");
+    let shard = dir.join("shard-0");
+    std::fs::create_dir_all(&shard).unwrap();
+    let segment = shard.join("00000000000000000000.seg");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/segments/bad_magic/00000000000000000000.seg"
+    );
+    std::fs::copy(golden, &segment).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "--listen",
+        &listen,
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--cores",
+        "0",
+    ];
+    let out = ringmq(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(segment.to_str().unwrap()),
+        "names the file: {err}"
+    );
+    assert!(err.contains("bad magic"), "{err}");
+    assert!(err.contains(".corrupt"), "says how to move it aside: {err}");
+
+    std::fs::rename(&segment, shard.join("00000000000000000000.seg.corrupt")).unwrap();
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    // SAFETY: kill sends a signal to the child we spawned; no memory is involved.
+    assert_eq!(unsafe { libc::kill(broker.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(broker.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

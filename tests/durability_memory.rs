@@ -437,3 +437,46 @@ fn the_log_stays_proportional_to_live_data_ringmq_only() {
     drain_in_order_from(&mut stream, b"pin/t", received, 0, PINNED);
     expect_silence(&mut stream);
 }
+
+/// The global disk quota: once a shard's log is at its share of `storage.disk_quota_bytes`,
+/// further messages for persistent sessions are dropped for them (and logged), while
+/// what was queued before stays whole and in order.
+#[test]
+fn the_disk_quota_bounds_the_log_and_keeps_what_was_queued_ringmq_only() {
+    if skip_unless_ringmq("ringmq's disk quota") {
+        return;
+    }
+    const SEGMENT: u64 = 1 << 20;
+    const SENT: u64 = 40_000;
+    let broker = Broker::start(
+        BrokerOptions::default()
+            .storage(&format!(
+                "fsync = \"interval\"\nsegment_bytes = {SEGMENT}\n\
+                 disk_quota_bytes = {}\nsession_queue_bytes_max = {}",
+                3 * SEGMENT,
+                3 * SEGMENT
+            ))
+            .config("[limits]\npacket_bytes_max = 65536", ""),
+    );
+    let mut sub = Client::connect(broker.addr(), connect_persistent(V311, SUBSCRIBER));
+    sub.subscribe_one("mem/t", qos(1));
+    sub.disconnect();
+    let (mut stream, _) = raw_stream(broker.client(V311, "quota-pub"));
+    publish_range(&mut stream, 0, SENT);
+    let log = broker.log_tail(200);
+    assert!(
+        log.contains("storage.disk_quota_bytes"),
+        "the drop is logged with the key to change:\n{log}"
+    );
+    // What fitted is delivered, in order, from the first message; the rest was dropped.
+    let sub = Client::connect(broker.addr(), connect_persistent(V311, SUBSCRIBER));
+    let (mut stream, received) = raw_stream(sub);
+    drain_in_order(&mut stream, received, 0, 1000);
+    let bytes: u64 = fs::read_dir(broker.data_path().join("shard-0"))
+        .expect("shard log directory")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!("log at the quota: {bytes} bytes (quota {})", 3 * SEGMENT);
+    assert!(bytes <= 4 * SEGMENT, "the log grew to {bytes} bytes");
+}

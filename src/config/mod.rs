@@ -369,7 +369,8 @@ pub struct StorageConfig {
     /// further messages for that session are dropped and counted, like
     /// `session_queue_bytes_max`. Default 10000000, minimum 1.
     pub session_queue_messages_max: u64,
-    /// Disk space all shards' logs may use together. Each shard keeps at least one segment
+    /// Disk space all shards' logs may use together, an equal share per shard; a shard at
+    /// its share drops new messages for its persistent sessions (counted, logged). Each shard keeps at least one segment
     /// (two while the next one is prepared), so allow for 2 x `segment_bytes` per shard.
     /// Default 8589934592 (8 GiB), minimum 2 x `segment_bytes`.
     pub disk_quota_bytes: u64,

@@ -186,6 +186,14 @@ impl Log {
         }
     }
 
+    /// Bytes of disk the segments take, the prepared next one included.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments()
+            .chain(self.next.iter())
+            .map(|s| (s.capacity() + HEADER_LEN) as u64)
+            .sum()
+    }
+
     /// Whether the active segment is at least half written: time to prepare the next.
     pub fn active_half_full(&self) -> bool {
         self.active.written() * 2 >= self.active.capacity()

@@ -159,6 +159,17 @@ pub struct Planned {
 pub struct DiskQuota {
     pub messages: u64,
     pub bytes: u64,
+    /// The config keys that set it (for the log line when it is hit).
+    pub keys: &'static str,
+}
+
+impl DiskQuota {
+    /// No room at all: the shard's log is at its share of `storage.disk_quota_bytes`.
+    pub const FULL: DiskQuota = DiskQuota {
+        messages: 0,
+        bytes: 0,
+        keys: "storage.disk_quota_bytes",
+    };
 }
 
 /// What the shard read from the log for a session's queue reader.
@@ -459,11 +470,7 @@ impl Session {
         let d = self.durable.as_mut()?;
         if d.disk_count >= quota.messages || d.disk_bytes + size as u64 > quota.bytes {
             let (queued, bytes) = (d.disk_count, d.disk_bytes);
-            self.queue_full(
-                queued,
-                bytes,
-                "storage.session_queue_messages_max / session_queue_bytes_max",
-            );
+            self.queue_full(queued, bytes, quota.keys);
             return None;
         }
         let seq = d.next_seq;

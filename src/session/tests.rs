@@ -292,6 +292,7 @@ fn stalled_and_offline_sessions_hold_nobody_back() {
 const QUOTA: DiskQuota = DiskQuota {
     messages: 3,
     bytes: 1 << 20,
+    keys: "test quota",
 };
 
 fn durable() -> Session {

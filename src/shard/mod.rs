@@ -268,6 +268,7 @@ async fn shard_main(
         disk_quota: DiskQuota {
             messages: st.session_queue_messages_max,
             bytes: st.session_queue_bytes_max,
+            keys: "storage.session_queue_messages_max / session_queue_bytes_max",
         },
         recovered_peers: Cell::new(0),
         recovered_notify: Notify::default(),
@@ -799,6 +800,7 @@ impl Shard {
         let mut targets = Vec::new();
         let mut planned = Vec::new();
         let size = message.size_bytes();
+        let mut quota = None;
         for (key, f) in fanout.drain() {
             let Some(s) = sessions.get(key) else {
                 continue;
@@ -807,7 +809,7 @@ impl Shard {
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
                 if let (Some(p), Some(no)) = (
-                    session.plan_durable(size, self.disk_quota),
+                    session.plan_durable(size, *quota.get_or_insert_with(|| self.quota())),
                     session.durable_no(),
                 ) {
                     targets.push(Target {
@@ -872,7 +874,7 @@ impl Shard {
             return;
         }
         let size = delivery.message.size_bytes();
-        let (Some(p), Some(no)) = (s.plan_durable(size, self.disk_quota), s.durable_no()) else {
+        let (Some(p), Some(no)) = (s.plan_durable(size, self.quota()), s.durable_no()) else {
             return;
         };
         let target = Target {
@@ -891,6 +893,18 @@ impl Shard {
         s.deliver_durable(delivery, p, at);
         let journal = s.take_journal();
         self.storage.append_all(&journal);
+    }
+
+    /// The quota a new delivery to a persistent session is checked against: the
+    /// session's own, or none left if this shard's log is at its share of
+    /// `storage.disk_quota_bytes`.
+    fn quota(&self) -> DiskQuota {
+        let share = self.config.storage.disk_quota_bytes / self.count as u64;
+        if self.storage.disk_bytes() >= share {
+            DiskQuota::FULL
+        } else {
+            self.disk_quota
+        }
     }
 
     /// After an operation on a session: its journal goes to the log, and its window is

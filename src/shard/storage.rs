@@ -403,6 +403,11 @@ impl Storage {
         self.release_waiters();
     }
 
+    /// Bytes of disk the log's segments take (the prepared next one included).
+    pub fn disk_bytes(&self) -> u64 {
+        self.log.borrow().as_ref().map_or(0, Log::disk_bytes)
+    }
+
     /// Unmaps the pages of the sealed segments (see `Log::release_sealed_pages`).
     pub fn release_sealed_pages(&self) {
         if let Some(log) = self.log.borrow_mut().as_mut() {
