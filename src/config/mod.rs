@@ -84,7 +84,8 @@ pub struct Config {
     /// `[[listener]]`: the sockets clients connect to. At least one.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
-    /// `[storage]`: the segment logs.
+    /// `[storage]`: the segment logs (`[persistence]` is accepted as another name).
+    #[serde(alias = "persistence")]
     pub storage: StorageConfig,
     /// `[limits]`: every bound.
     pub limits: Limits,
@@ -1158,6 +1159,13 @@ mod tests {
         config.listeners[0].backlog = 65_536;
         config.listeners[0].max_connections = 1;
         assert_eq!(keys(&config), ["listener[0].backlog"]);
+    }
+
+    #[test]
+    fn persistence_is_another_name_for_storage() {
+        let config = parse("[persistence]\nfsync = \"interval\"\ninterval_ms = 5\n").unwrap();
+        assert_eq!(config.storage.fsync, FsyncPolicy::Interval);
+        assert_eq!(config.storage.interval_ms, 5);
     }
 
     #[test]
