@@ -415,7 +415,8 @@ impl Storage {
         }
     }
 
-    /// Log bytes written since the last checkpoint, and the log's size on disk.
+    /// Whether a checkpoint is due: a segment's worth written since the last one, and
+    /// old segments it could let go.
     pub fn checkpoint_due(&self) -> bool {
         let log = self.log.borrow();
         let Some(log) = log.as_ref() else {
