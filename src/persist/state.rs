@@ -330,23 +330,7 @@ impl StateRecord {
                 let n = r.u32()? as usize;
                 let mut targets = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
-                    let no = r.u64()?;
-                    let seq = r.u64()?;
-                    let qos = r.qos()?;
-                    let flags = r.u8()?;
-                    let k = r.u8()?;
-                    let mut ids = Vec::with_capacity(usize::from(k));
-                    for _ in 0..k {
-                        ids.push(r.u32()?);
-                    }
-                    targets.push(Target {
-                        no,
-                        seq,
-                        qos,
-                        retain: flags & 1 != 0,
-                        sent: flags & 2 != 0,
-                        ids,
-                    });
+                    targets.push(r.target(|_| true)?.0);
                 }
                 StateRecord::Deliver {
                     targets,
@@ -426,26 +410,9 @@ pub fn deliver_target(body: &[u8], no: u64) -> Option<Target> {
     let mut r = Reader { buf: body, t: 5 };
     let n = r.u32().ok()?;
     for _ in 0..n {
-        let t_no = r.u64().ok()?;
-        let seq = r.u64().ok()?;
-        let qos = r.qos().ok()?;
-        let flags = r.u8().ok()?;
-        let k = r.u8().ok()?;
-        if t_no == no {
-            let mut ids = Vec::with_capacity(usize::from(k));
-            for _ in 0..k {
-                ids.push(r.u32().ok()?);
-            }
-            return Some(Target {
-                no,
-                seq,
-                qos,
-                retain: flags & 1 != 0,
-                sent: flags & 2 != 0,
-                ids,
-            });
+        if let (target, true) = r.target(|t_no| t_no == no).ok()? {
+            return Some(target);
         }
-        r.skip(usize::from(k) * 4).ok()?;
     }
     None
 }
@@ -588,6 +555,35 @@ impl<'a> Reader<'a> {
     fn packet_id(&mut self) -> Result<PacketId, StateError> {
         PacketId::new(self.u16()?).ok_or_else(|| self.err("packet id 0"))
     }
+    /// One target of a `Deliver`; its subscription ids are read only if `wanted(no)`
+    /// (skipped otherwise), which the second value says.
+    fn target(&mut self, wanted: impl Fn(u64) -> bool) -> Result<(Target, bool), StateError> {
+        let no = self.u64()?;
+        let seq = self.u64()?;
+        let qos = self.qos()?;
+        let flags = self.u8()?;
+        let k = usize::from(self.u8()?);
+        let want = wanted(no);
+        let mut ids = Vec::new();
+        if want {
+            ids.reserve(k);
+            for _ in 0..k {
+                ids.push(self.u32()?);
+            }
+        } else {
+            self.skip(k * 4)?;
+        }
+        let target = Target {
+            no,
+            seq,
+            qos,
+            retain: flags & 1 != 0,
+            sent: flags & 2 != 0,
+            ids,
+        };
+        Ok((target, want))
+    }
+
     fn seqs(&mut self) -> Result<Vec<u64>, StateError> {
         let n = self.u32()? as usize;
         if n > self.buf.len() / 8 {
