@@ -50,6 +50,13 @@ impl Message {
         m
     }
 
+    /// Whether its v5 Message Expiry Interval has passed since it was received.
+    pub fn is_expired(&self) -> bool {
+        self.properties
+            .message_expiry_interval
+            .is_some_and(|secs| self.received_at.elapsed().as_secs() >= u64::from(secs))
+    }
+
     /// Payload plus topic: what the byte quotas count.
     pub fn size_bytes(&self) -> usize {
         self.payload.len() + self.topic.len()

@@ -937,3 +937,41 @@ fn recovery_logged_once_per_shard_after_restart_ringmq_only() {
 fn recovery_logged_once_per_shard_after_kill9_ringmq_only() {
     check_recovery_logged(Down::Kill9);
 }
+
+// [MQTT-3.3.2-5]: a queued message whose Message Expiry Interval has passed is not
+// delivered; [MQTT-3.3.2-6]: one that is delivered carries what is left of its interval.
+// The offline queue is on disk, and the clock keeps counting across a restart.
+#[test]
+fn queued_messages_expire_and_carry_the_time_left_ringmq_only_mqtt_3_3_2_5() {
+    if skip_unless_ringmq("expiry of messages in the on-disk queue") {
+        return;
+    }
+    let v = ProtocolVersion::V5;
+    let mut broker = Broker::start(BrokerOptions::default().shards(SHARDS));
+    let mut c = Client::connect(broker.addr(), connect_persistent(v, "expiring"));
+    c.subscribe_one("exp/t", QoS::AtLeastOnce);
+    c.disconnect();
+    let mut publisher = broker.client(v, "exp-pub");
+    for (payload, secs) in [("short", 1), ("long", 600), ("forever", 0)] {
+        let mut p = publish("exp/t", payload.as_bytes(), QoS::AtLeastOnce, 1);
+        p.properties.message_expiry_interval = (secs > 0).then_some(secs);
+        publisher.publish_packet(p);
+    }
+    drop(publisher);
+    broker.kill9();
+    thread::sleep(Duration::from_millis(2100));
+    broker.restart();
+    let mut c = Client::connect(broker.addr(), connect_persistent(v, "expiring"));
+    assert!(c.session_present());
+    let long = c.recv_message();
+    assert_eq!(text(&long), "long", "the 1 s message expired while queued");
+    let left = long.properties.message_expiry_interval;
+    assert!(
+        left.is_some_and(|s| (590..600).contains(&s)),
+        "the 600 s message carries what is left of it: {left:?}"
+    );
+    let forever = c.recv_message();
+    assert_eq!(text(&forever), "forever");
+    assert_eq!(forever.properties.message_expiry_interval, None);
+    c.expect_nothing(QUIET);
+}

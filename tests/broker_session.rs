@@ -232,3 +232,37 @@ fn check_mixed_qos_offline(v: ProtocolVersion) {
 }
 test_versions!(check_mixed_qos_offline => offline_session_stores_every_qos1_message_v311_mqtt_3_1_2_5,
     offline_session_stores_every_qos1_message_v5_mqtt_3_1_2_23);
+
+// [MQTT-3.3.2-5]: a message that waited behind the client's window past its Message Expiry
+// Interval is deleted, not sent; [MQTT-3.3.2-6]: the one sent carries what is left.
+#[test]
+fn messages_expire_while_waiting_behind_the_window_v5_ringmq_only_mqtt_3_3_2_5() {
+    if skip_unless_ringmq("Mosquitto 2.0.11 sends a message that expired behind the window") {
+        return;
+    }
+    let v = ProtocolVersion::V5;
+    let broker = broker();
+    let mut sub_connect = connect(v, "exp-window");
+    sub_connect.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let mut c = Client::connect(broker.addr(), sub_connect);
+    c.subscribe_one("w/t", qos(1));
+    let mut publisher = broker.client(v, "exp-window-pub");
+    for (payload, secs) in [("first", 0), ("short", 1), ("long", 600)] {
+        let mut p = publish("w/t", payload.as_bytes(), qos(1), 1);
+        p.properties.message_expiry_interval = (secs > 0).then_some(secs);
+        publisher.publish_packet(p);
+    }
+    let first = c.recv_publish();
+    assert_eq!(text(&first), "first");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.ack(&first);
+    let long = c.recv_message();
+    assert_eq!(
+        text(&long),
+        "long",
+        "the 1 s message expired behind the window"
+    );
+    let left = long.properties.message_expiry_interval;
+    assert!(left.is_some_and(|s| (597..600).contains(&s)), "{left:?}");
+    c.expect_nothing(QUIET);
+}

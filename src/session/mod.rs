@@ -800,6 +800,11 @@ impl Session {
                 break;
             };
             self.pending_bytes -= d.message.size_bytes();
+            // Expired while it waited: deleted, not sent [MQTT-3.3.2-5].
+            if d.message.is_expired() {
+                self.drops.expired += 1;
+                continue;
+            }
             self.send_inflight(d);
         }
         self.check_drained();
@@ -953,6 +958,13 @@ fn publish_packet(d: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Publi
     properties
         .subscription_identifiers
         .clone_from(&d.subscription_ids);
+    if let Some(secs) = properties.message_expiry_interval {
+        // What is left of the interval [MQTT-3.3.2-6]; at least 1 (a message in flight
+        // when it expired is still resent: its delivery had started).
+        let waited = d.message.received_at.elapsed().as_secs();
+        let left = u64::from(secs).saturating_sub(waited).max(1);
+        properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(secs));
+    }
     Publish {
         dup: dup && packet_id.is_some(),
         qos: d.qos,

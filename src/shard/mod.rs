@@ -923,19 +923,9 @@ impl Shard {
                 s.disk_exhausted();
                 break;
             };
-            let expired = message
-                .properties
-                .message_expiry_interval
-                .is_some_and(|secs| {
-                    message.received_at.elapsed() >= Duration::from_secs(u64::from(secs))
-                });
-            let mut message = message;
-            if let Some(secs) = message.properties.message_expiry_interval {
-                // The forwarded value is what is left of it [MQTT-3.3.2-6].
-                let spent = message.received_at.elapsed().as_secs();
-                message.properties.message_expiry_interval =
-                    Some(u32::try_from(u64::from(secs).saturating_sub(spent)).unwrap_or(0));
-            }
+            // Expired while queued: deleted, not sent [MQTT-3.3.2-5]; the interval a sent
+            // one carries is cut by the time it waited when its packet is made.
+            let expired = message.is_expired();
             let loaded = Loaded {
                 seq: target.seq,
                 at,
