@@ -73,6 +73,9 @@ pub const CONNECT_TIMEOUT_SECS_RANGE: RangeInclusive<u32> = 1..=3600;
 /// Default `limits.keep_alive_secs_max`: no cap.
 pub const KEEP_ALIVE_SECS_MAX_DEFAULT: u16 = 0;
 
+/// Default `limits.topic_alias_max`.
+pub const TOPIC_ALIAS_MAX_DEFAULT: u16 = 32;
+
 /// Default `limits.client_id_bytes_max`.
 pub const CLIENT_ID_BYTES_MAX_DEFAULT: u16 = 256;
 /// Minimum `limits.client_id_bytes_max`: a server must accept ids of 1 to 23 bytes
@@ -146,6 +149,10 @@ pub struct Limits {
     /// for more (or for 0) it is told this value as Server Keep Alive; a v3 client cannot be
     /// told. Default 0, range 0..=65535.
     pub keep_alive_secs_max: u16,
+    /// Topic aliases a v5 client may set on its connection (advertised as Topic Alias
+    /// Maximum; each keeps one topic name). Hit (an alias above it): DISCONNECT 0x94.
+    /// 0 disables aliases. Default 32, range 0..=65535.
+    pub topic_alias_max: u16,
     /// Longest client identifier, in bytes. Hit: v5 CONNACK 0x85 (Client Identifier not
     /// valid), v3 CONNACK 0x02. Default 256, minimum 23 [MQTT-3.1.3-5], maximum 65535.
     pub client_id_bytes_max: u16,
@@ -173,6 +180,7 @@ impl Default for Limits {
             subscriptions_per_client_max: SUBSCRIPTIONS_PER_CLIENT_MAX_DEFAULT,
             connect_timeout_secs: CONNECT_TIMEOUT_SECS_DEFAULT,
             keep_alive_secs_max: KEEP_ALIVE_SECS_MAX_DEFAULT,
+            topic_alias_max: TOPIC_ALIAS_MAX_DEFAULT,
             client_id_bytes_max: CLIENT_ID_BYTES_MAX_DEFAULT,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
             write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,

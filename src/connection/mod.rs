@@ -310,7 +310,7 @@ async fn start_session(
     if version.is_v5() {
         props.receive_maximum = std::num::NonZeroU16::new(limits.inflight_count_max);
         props.maximum_packet_size = std::num::NonZeroU32::new(limits.packet_bytes_max);
-        props.topic_alias_maximum = None;
+        props.topic_alias_maximum = (limits.topic_alias_max > 0).then_some(limits.topic_alias_max);
         props.shared_subscription_available = Some(false);
         if assigned {
             props.assigned_client_identifier = Some(connect.client_id.clone());
@@ -377,6 +377,7 @@ async fn start_session(
         session_expiry_at_connect,
         problem_information,
         held: std::collections::VecDeque::new(),
+        aliases: None,
     };
     let limits = &conn.shard.config.limits;
     let io = Io {

@@ -34,6 +34,9 @@ pub struct Conn {
     pub problem_information: bool,
     /// PUBACKs / PUBRECs waiting for pushback, in the order of their PUBLISHes.
     pub held: VecDeque<HeldAck>,
+    /// The topic of each alias the client set (v5), index alias - 1; made on first use,
+    /// `limits.topic_alias_max` long.
+    pub aliases: Option<Box<[Option<crate::protocol::TopicName>]>>,
 }
 
 /// An acknowledgement that waits for its ticket (and for those before it).
@@ -103,8 +106,8 @@ pub enum HandlerError {
     Decode(#[from] DecodeError),
     #[error("protocol error: {0}")]
     Protocol(&'static str),
-    #[error("topic alias {0} is not allowed (topic alias maximum is 0)")]
-    TopicAlias(u16),
+    #[error("topic alias {0} is above the topic alias maximum {1}")]
+    TopicAlias(u16, u16),
     #[error("more than {0} QoS 1/2 messages unacknowledged (receive maximum)")]
     ReceiveMaximumExceeded(u16),
     #[error("topic name longer than {0} bytes or {1} levels")]
@@ -117,7 +120,7 @@ impl HandlerError {
         match self {
             HandlerError::Decode(e) => e.reason_code(),
             HandlerError::Protocol(_) => ReasonCode::ProtocolError,
-            HandlerError::TopicAlias(_) => ReasonCode::TopicAliasInvalid,
+            HandlerError::TopicAlias(..) => ReasonCode::TopicAliasInvalid,
             HandlerError::ReceiveMaximumExceeded(_) => ReasonCode::ReceiveMaximumExceeded,
             HandlerError::TopicTooLong(..) => ReasonCode::TopicNameInvalid,
         }

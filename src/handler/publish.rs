@@ -5,13 +5,12 @@ use std::rc::Rc;
 use super::{Conn, Flow, HandlerError};
 use crate::message::Message;
 use crate::persist::state::{StateRecord, Tag};
-use crate::protocol::{Ack, Packet, PacketId, Publish, QoS};
+use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, TopicName};
 use crate::shard::pushback::AckTicket;
 
-pub async fn publish(conn: &mut Conn, p: Publish) -> Result<Flow, HandlerError> {
-    // The broker advertises Topic Alias Maximum 0, so any alias is invalid (0x94).
+pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerError> {
     if let Some(alias) = p.properties.topic_alias {
-        return Err(HandlerError::TopicAlias(alias.get()));
+        p.topic = resolve_alias(conn, alias.get(), p.topic)?;
     }
     if !p.properties.subscription_identifiers.is_empty() {
         return Err(HandlerError::Protocol(
@@ -106,6 +105,31 @@ async fn accept_and_route(conn: &Conn, p: Publish, id: PacketId) -> Option<Rc<Ac
         storage.when_durable(end, move || t.release());
     }
     ticket
+}
+
+/// A v5 PUBLISH with a Topic Alias: with a topic name, the alias is set to it (replacing
+/// what it named); without one, the alias names the topic. An alias above the maximum
+/// advertised in CONNACK is 0x94 [MQTT-3.3.2-9]; an alias that was never set, a protocol
+/// error. Aliases belong to the connection and end with it.
+fn resolve_alias(conn: &mut Conn, alias: u16, topic: TopicName) -> Result<TopicName, HandlerError> {
+    let max = conn.shard.config.limits.topic_alias_max;
+    if alias > max {
+        return Err(HandlerError::TopicAlias(alias, max));
+    }
+    let slots = conn
+        .aliases
+        .get_or_insert_with(|| vec![None; usize::from(max)].into_boxed_slice());
+    let Some(slot) = slots.get_mut(usize::from(alias) - 1) else {
+        return Err(HandlerError::TopicAlias(alias, max));
+    };
+    if topic.is_empty() {
+        return slot.clone().ok_or(HandlerError::Protocol(
+            "PUBLISH names a topic alias that was never set",
+        ));
+    }
+    // A copy: the name is a slice of the connection's read buffer, which it would pin.
+    *slot = TopicName::try_from(topic.as_str()).ok();
+    Ok(topic)
 }
 
 /// Routes the message; with `acked`, returns the ticket its acknowledgement waits for.
