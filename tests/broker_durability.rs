@@ -975,3 +975,38 @@ fn queued_messages_expire_and_carry_the_time_left_ringmq_only_mqtt_3_3_2_5() {
     assert_eq!(forever.properties.message_expiry_interval, None);
     c.expect_nothing(QUIET);
 }
+
+// Retained messages sent to a persistent session at SUBSCRIBE are queued like any other
+// delivery: those behind its window, and the one in flight, survive a kill -9.
+#[test]
+fn retained_messages_queued_at_subscribe_survive_kill9_ringmq_only() {
+    if skip_unless_ringmq("ringmq logs retained deliveries to persistent sessions") {
+        return;
+    }
+    let v = ProtocolVersion::V5;
+    let mut broker = Broker::start(BrokerOptions::default().shards(SHARDS));
+    let mut publisher = broker.client(v, "ret-pub");
+    for n in 0..3 {
+        let topic_name = format!("rq/{n}");
+        publisher.publish_retained(&topic_name, format!("r{n}").as_bytes(), QoS::AtLeastOnce);
+    }
+    let mut narrow = connect_persistent(v, "ret-sub");
+    narrow.properties.receive_maximum = std::num::NonZeroU16::new(1);
+    let mut c = Client::connect(broker.addr(), narrow);
+    c.subscribe_one("rq/+", QoS::AtLeastOnce);
+    let first = c.recv_publish();
+    assert!(first.retain, "sent as retained [MQTT-3.3.1-8]");
+    c.expect_nothing(QUIET);
+    drop(c);
+    broker.kill9();
+    broker.restart();
+    let mut c = Client::connect(broker.addr(), connect_persistent(v, "ret-sub"));
+    assert!(c.session_present());
+    let resent = c.recv_message();
+    assert_eq!((text(&resent), resent.dup), (text(&first), true));
+    let mut rest: Vec<String> = (0..2).map(|_| text(&c.recv_message())).collect();
+    rest.push(text(&first));
+    rest.sort();
+    assert_eq!(rest, ["r0", "r1", "r2"]);
+    c.expect_nothing(QUIET);
+}

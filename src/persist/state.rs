@@ -189,8 +189,9 @@ impl StateRecord {
         RecordType::new(t).unwrap_or(DELIVER)
     }
 
-    /// Appends the body to `out` (cleared first).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Writes the body into `out` (cleared first). A `BytesMut`, so that a message's
+    /// PUBLISH is encoded straight into it, with no buffer of its own.
+    pub fn encode(&self, out: &mut BytesMut) {
         out.clear();
         let mut w = Writer(out);
         match self {
@@ -445,11 +446,11 @@ fn options_byte(o: &SubscriptionOptions) -> u8 {
         | ((o.retain_handling as u8) << 4)
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
+struct Writer<'a>(&'a mut BytesMut);
 
 impl Writer<'_> {
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.0.extend_from_slice(&[v]);
     }
     fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
@@ -480,14 +481,9 @@ impl Writer<'_> {
             properties: m.properties.clone(),
             payload: m.payload.clone(),
         };
-        let mut buf = BytesMut::new();
-        // A message the broker accepted always encodes (it decoded from a client).
-        if Packet::Publish(publish)
-            .encode(ProtocolVersion::V5, &mut buf)
-            .is_ok()
-        {
-            self.0.extend_from_slice(&buf);
-        }
+        // A message the broker accepted always encodes (it decoded from a client); on an
+        // error nothing is appended, and the record fails to decode, loudly.
+        let _ = Packet::Publish(publish).encode(ProtocolVersion::V5, self.0);
     }
 }
 
@@ -657,7 +653,7 @@ mod tests {
     }
 
     fn roundtrip(rec: &StateRecord) -> StateRecord {
-        let mut body = Vec::new();
+        let mut body = BytesMut::new();
         rec.encode(&mut body);
         StateRecord::decode(rec.record_type(), &body).expect("decodes")
     }
@@ -819,7 +815,7 @@ mod tests {
             tag: None,
             message: message("t", b"p", QoS::ExactlyOnce),
         };
-        let mut body = Vec::new();
+        let mut body = BytesMut::new();
         rec.encode(&mut body);
         let t = deliver_target(&body, 2).expect("session 2 is a target");
         assert_eq!(
@@ -837,12 +833,12 @@ mod tests {
             id: None,
             filter: Box::from("a/b"),
         };
-        let mut body = Vec::new();
+        let mut body = BytesMut::new();
         rec.encode(&mut body);
         for cut in 0..body.len() {
             assert!(StateRecord::decode(rec.record_type(), &body[..cut]).is_err());
         }
-        body.push(0);
+        body.extend_from_slice(&[0]);
         assert!(StateRecord::decode(rec.record_type(), &body).is_err());
         let unknown = RecordType::new(200).expect("type");
         assert!(StateRecord::decode(unknown, &[]).is_err());

@@ -945,11 +945,6 @@ impl Session {
     pub fn disk_queue_len(&self) -> u64 {
         self.durable.as_ref().map_or(0, |d| d.disk_count)
     }
-
-    /// Inbound QoS 2 packet ids received and not released.
-    pub fn inbound_qos2_ids(&self) -> impl Iterator<Item = u16> + '_ {
-        self.inbound_qos2.iter().copied()
-    }
 }
 
 /// The PUBLISH packet of one delivery.

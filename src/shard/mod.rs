@@ -319,6 +319,7 @@ async fn shard_main(
         tracing::warn!(shard = %id, "connections still open after 5 s; closing anyway");
     }
     shard.storage.flush_now();
+    shard.storage.log_stats();
     Ok(())
 }
 
@@ -550,6 +551,7 @@ impl Shard {
                 .detach();
             }
             CtrlMsg::AdoptRetained { message, from, req } => {
+                self.storage.ensure_log().await;
                 self.store_retained(*message, None);
                 self.storage.flush_now();
                 self.reply(from, CtrlMsg::Done { req });

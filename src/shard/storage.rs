@@ -35,7 +35,7 @@ pub struct Storage {
     prepare_wanted: Notify,
     opening: Cell<bool>,
     opened: Notify,
-    buf: RefCell<Vec<u8>>,
+    buf: RefCell<bytes::BytesMut>,
     next_no: Cell<u64>,
     /// Tags of the tagged records recovery found: the in-doubt QoS 2 messages re-routed at
     /// start are not delivered twice. Emptied once that is done.
@@ -127,10 +127,6 @@ impl Storage {
         Ok((storage, recovered))
     }
 
-    pub fn policy(&self) -> FsyncPolicy {
-        self.policy
-    }
-
     /// Makes sure the log exists, creating its first segment off the loop if this shard
     /// has never written one (a shard that only ever serves clean sessions has no files).
     pub async fn ensure_log(&self) {
@@ -196,12 +192,12 @@ impl Storage {
                     return (at, end);
                 }
                 Err(AppendError::NeedsFlush) => {
-                    self.stats.stalls.set(self.stats.stalls.get() + 1);
+                    self.stalled("the full segment was not flushed yet");
                     log.flush_blocking().unwrap_or_else(|e| fatal(&e));
                     self.flush_wanted.notify_all();
                 }
                 Err(AppendError::NeedsNextSegment) => {
-                    self.stats.stalls.set(self.stats.stalls.get() + 1);
+                    self.stalled("the next segment was not prepared yet");
                     log.prepare_next_blocking().unwrap_or_else(|e| fatal(&e));
                 }
                 Err(e @ AppendError::TooLarge { .. }) => {
@@ -210,6 +206,14 @@ impl Storage {
                 }
             }
         }
+    }
+
+    /// An append had to do blocking work on the shard's loop: counted and logged (it
+    /// means the background flusher or preparer fell behind).
+    fn stalled(&self, why: &str) {
+        let s = &self.stats;
+        s.stalls.set(s.stalls.get() + 1);
+        tracing::warn!(dir = %self.dir.display(), stalls = s.stalls.get(), "{why}: the shard waits for the disk");
     }
 
     /// Appends each record of a session's journal.
@@ -395,12 +399,22 @@ impl Storage {
         self.options.segment_bytes
     }
 
-    /// Flushes everything, on this thread (clean shutdown).
+    /// Flushes everything, on this thread (start-up hand-over, clean shutdown).
     pub fn flush_now(&self) {
         if let Some(log) = self.log.borrow_mut().as_mut() {
             log.flush_blocking().unwrap_or_else(|e| fatal(&e));
         }
         self.release_waiters();
+    }
+
+    /// Logs what this log did since the broker started (at shutdown).
+    pub fn log_stats(&self) {
+        let s = &self.stats;
+        tracing::info!(
+            dir = %self.dir.display(), records = s.records.get(), flushes = s.flushes.get(),
+            stalls = s.stalls.get(), segments_removed = s.segments_removed.get(),
+            "storage"
+        );
     }
 
     /// Bytes of disk the log's segments take (the prepared next one included).
