@@ -4,9 +4,12 @@
 //! specifications (never produced by our encoder, so the codec does not test itself),
 //! with the outcome the spec requires: a typed packet, a request for more bytes, or a
 //! `DecodeError` variant together with the MQTT 5.0 reason code a server sends for it.
-//! Every row's name cites the normative statement it checks; statement ids without a
-//! prefix are MQTT 5.0, those marked "3.1.1" are from MQTT 3.1.1. Where a rule has no
-//! numbered statement the row cites its section (§).
+//! Every row's name cites the normative statements it checks, each pinned to the version
+//! it belongs to, as tests/conformance_map.rs reads them: `[MQTT-3.6.1-1] (3.1.1) (5.0)`,
+//! `[MQTT-2.1.3-1] (5.0)`. Where a rule has no numbered statement the row cites its
+//! section (§). Rows decoding packets only a server sends (CONNACK, SUBACK, UNSUBACK,
+//! PINGRESP) check the codec's client side and cite no statement: those statements bind
+//! what the server sends, which the broker tests check.
 //!
 //! One test per area of the spec. A test runs all its rows and reports every failing row
 //! by name, so one wrong rule does not hide the others.
@@ -212,175 +215,175 @@ fn fixed_header_flags_mqtt_2_1_3_1() {
     let invalid = |packet, flags| E::InvalidFlags { packet, flags };
     run(&[
         fail(
-            "CONNECT flags 0001 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-1]",
+            "CONNECT flags 0001 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-1] (3.1.1)",
             First,
             "11 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             invalid(T::Connect, 0b0001),
             MALFORMED,
         ),
         fail(
-            "CONNECT flags 1000 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-1]",
+            "CONNECT flags 1000 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-1] (3.1.1)",
             First,
             "18 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             invalid(T::Connect, 0b1000),
             MALFORMED,
         ),
         fail(
-            "CONNACK flags 0001 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "CONNACK flags 0001",
             Both,
             "21 02 00 00",
             invalid(T::ConnAck, 0b0001),
             MALFORMED,
         ),
         fail(
-            "PUBACK flags 0010 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PUBACK flags 0010 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-2] (3.1.1)",
             Both,
             "42 02 00 01",
             invalid(T::PubAck, 0b0010),
             MALFORMED,
         ),
         fail(
-            "PUBREC flags 1000 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PUBREC flags 1000 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-2] (3.1.1)",
             Both,
             "58 02 00 01",
             invalid(T::PubRec, 0b1000),
             MALFORMED,
         ),
         fail(
-            "PUBREL flags 0000, must be 0010 [MQTT-3.6.1-1]",
+            "PUBREL flags 0000, must be 0010 [MQTT-3.6.1-1] (3.1.1) (5.0)",
             Both,
             "60 02 00 01",
             invalid(T::PubRel, 0b0000),
             MALFORMED,
         ),
         fail(
-            "PUBREL flags 0011, must be 0010 [MQTT-3.6.1-1]",
+            "PUBREL flags 0011, must be 0010 [MQTT-3.6.1-1] (3.1.1) (5.0)",
             Both,
             "63 02 00 01",
             invalid(T::PubRel, 0b0011),
             MALFORMED,
         ),
         fail(
-            "PUBREL flags 1010, must be 0010 [MQTT-3.6.1-1]",
+            "PUBREL flags 1010, must be 0010 [MQTT-3.6.1-1] (3.1.1) (5.0)",
             Both,
             "6a 02 00 01",
             invalid(T::PubRel, 0b1010),
             MALFORMED,
         ),
         fail(
-            "PUBCOMP flags 0010 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PUBCOMP flags 0010 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-2] (3.1.1)",
             Both,
             "72 02 00 01",
             invalid(T::PubComp, 0b0010),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE flags 0000, must be 0010 [MQTT-3.8.1-1]",
+            "SUBSCRIBE flags 0000, must be 0010 [MQTT-3.8.1-1] (3.1.1) (5.0)",
             Both,
             "80 06 00 01 00 01 61 00",
             invalid(T::Subscribe, 0b0000),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE flags 0011, must be 0010 [MQTT-3.8.1-1]",
+            "SUBSCRIBE flags 0011, must be 0010 [MQTT-3.8.1-1] (3.1.1) (5.0)",
             Both,
             "83 06 00 01 00 01 61 00",
             invalid(T::Subscribe, 0b0011),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE flags 1010, must be 0010 [MQTT-3.8.1-1]",
+            "SUBSCRIBE flags 1010, must be 0010 [MQTT-3.8.1-1] (3.1.1) (5.0)",
             Both,
             "8a 06 00 01 00 01 61 00",
             invalid(T::Subscribe, 0b1010),
             MALFORMED,
         ),
         fail(
-            "SUBACK flags 0010 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "SUBACK flags 0010",
             Both,
             "92 03 00 01 00",
             invalid(T::SubAck, 0b0010),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE flags 0000, must be 0010 [MQTT-3.10.1-1]",
+            "UNSUBSCRIBE flags 0000, must be 0010 [MQTT-3.10.1-1] (3.1.1) (5.0)",
             Both,
             "a0 05 00 01 00 01 61",
             invalid(T::Unsubscribe, 0b0000),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE flags 0110, must be 0010 [MQTT-3.10.1-1]",
+            "UNSUBSCRIBE flags 0110, must be 0010 [MQTT-3.10.1-1] (3.1.1) (5.0)",
             Both,
             "a6 05 00 01 00 01 61",
             invalid(T::Unsubscribe, 0b0110),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE flags 1010, must be 0010 [MQTT-3.10.1-1]",
+            "UNSUBSCRIBE flags 1010, must be 0010 [MQTT-3.10.1-1] (3.1.1) (5.0)",
             Both,
             "aa 05 00 01 00 01 61",
             invalid(T::Unsubscribe, 0b1010),
             MALFORMED,
         ),
         fail(
-            "UNSUBACK flags 0001 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "UNSUBACK flags 0001",
             Both,
             "b1 02 00 01",
             invalid(T::UnsubAck, 0b0001),
             MALFORMED,
         ),
         fail(
-            "PINGREQ flags 0001 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PINGREQ flags 0001 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-2] (3.1.1)",
             Both,
             "c1 00",
             invalid(T::PingReq, 0b0001),
             MALFORMED,
         ),
         fail(
-            "PINGREQ flags 1000 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PINGREQ flags 1000 [MQTT-2.1.3-1] (5.0) [MQTT-2.2.2-2] (3.1.1)",
             Both,
             "c8 00",
             invalid(T::PingReq, 0b1000),
             MALFORMED,
         ),
         fail(
-            "PINGRESP flags 0010 [MQTT-2.1.3-1] 3.1.1 [MQTT-2.2.2-2]",
+            "PINGRESP flags 0010",
             Both,
             "d2 00",
             invalid(T::PingResp, 0b0010),
             MALFORMED,
         ),
         fail(
-            "DISCONNECT flags 0001 [MQTT-3.14.1-1]",
+            "DISCONNECT flags 0001 [MQTT-3.14.1-1] (3.1.1) (5.0)",
             Both,
             "e1 00",
             invalid(T::Disconnect, 0b0001),
             MALFORMED,
         ),
         fail(
-            "DISCONNECT flags 1111 [MQTT-3.14.1-1]",
+            "DISCONNECT flags 1111 [MQTT-3.14.1-1] (3.1.1) (5.0)",
             Both,
             "ef 00",
             invalid(T::Disconnect, 0b1111),
             MALFORMED,
         ),
         fail(
-            "AUTH flags 0001 [MQTT-3.15.1-1]",
+            "AUTH flags 0001 [MQTT-3.15.1-1] (5.0)",
             V5,
             "f1 00",
             invalid(T::Auth, 0b0001),
             MALFORMED,
         ),
         fail(
-            "AUTH flags 1000 [MQTT-3.15.1-1]",
+            "AUTH flags 1000 [MQTT-3.15.1-1] (5.0)",
             V5,
             "f8 00",
             invalid(T::Auth, 0b1000),
             MALFORMED,
         ),
         fail(
-            "AUTH (type 15) is reserved in 3.1.1, table 2.1 [MQTT-2.2.2-2]",
+            "AUTH (type 15) is reserved in 3.1.1, table 2.1",
             V311,
             "f0 00",
             E::PacketNotInVersion {
@@ -390,7 +393,7 @@ fn fixed_header_flags_mqtt_2_1_3_1() {
             MALFORMED,
         ),
         fail(
-            "AUTH (type 15) is reserved in 3.1 as in 3.1.1 [MQTT-2.2.2-2]",
+            "AUTH (type 15) is reserved in 3.1 as in 3.1.1",
             V31,
             "f0 00",
             E::PacketNotInVersion {
@@ -400,28 +403,28 @@ fn fixed_header_flags_mqtt_2_1_3_1() {
             MALFORMED,
         ),
         fail(
-            "packet type 0 is reserved, table 2.1 [MQTT-2.1.3-1]",
+            "packet type 0 is reserved, table 2.1",
             Both,
             "00 00",
             E::ReservedPacketType,
             MALFORMED,
         ),
         fail(
-            "packet type 0 with flags 1111 is reserved [MQTT-2.1.3-1]",
+            "packet type 0 with flags 1111 is reserved",
             Both,
             "0f 00",
             E::ReservedPacketType,
             MALFORMED,
         ),
         fail(
-            "packet type 0 as the first packet is reserved [MQTT-2.1.3-1]",
+            "packet type 0 as the first packet is reserved",
             First,
             "00 00",
             E::ReservedPacketType,
             MALFORMED,
         ),
         pass(
-            "PUBREL flags 0010 accepted [MQTT-3.6.1-1]",
+            "PUBREL flags 0010 accepted [MQTT-3.6.1-1] (3.1.1) (5.0)",
             Both,
             "62 02 00 01",
             |p| {
@@ -430,13 +433,13 @@ fn fixed_header_flags_mqtt_2_1_3_1() {
             },
         ),
         pass(
-            "PINGREQ flags 0000 accepted [MQTT-2.1.3-1]",
+            "PINGREQ flags 0000 accepted [MQTT-2.1.3-1] (5.0)",
             Both,
             "c0 00",
             |p| eq("packet", p, &Packet::PingReq),
         ),
         pass(
-            "AUTH flags 0000 accepted [MQTT-3.15.1-1]",
+            "AUTH flags 0000 accepted [MQTT-3.15.1-1] (5.0)",
             V5,
             "f0 00",
             |p| {
@@ -480,63 +483,63 @@ fn variable_byte_integers_mqtt_1_5_5_1() {
             MALFORMED,
         ),
         fail(
-            "remaining length 0 in two bytes [MQTT-1.5.5-1]",
+            "remaining length 0 in two bytes [MQTT-1.5.5-1] (5.0)",
             Both,
             "30 80 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "remaining length 5 in two bytes [MQTT-1.5.5-1]",
+            "remaining length 5 in two bytes [MQTT-1.5.5-1] (5.0)",
             Both,
             "30 85 00 00 01 61 68 69",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "remaining length 127 in three bytes [MQTT-1.5.5-1]",
+            "remaining length 127 in three bytes [MQTT-1.5.5-1] (5.0)",
             Both,
             "30 ff 80 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "remaining length 0 in four bytes [MQTT-1.5.5-1]",
+            "remaining length 0 in four bytes [MQTT-1.5.5-1] (5.0)",
             Both,
             "c0 80 80 80 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "PINGREQ remaining length 0 in two bytes [MQTT-1.5.5-1]",
+            "PINGREQ remaining length 0 in two bytes [MQTT-1.5.5-1] (5.0)",
             Both,
             "c0 80 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "CONNECT remaining length in a longer form [MQTT-1.5.5-1]",
+            "CONNECT remaining length in a longer form [MQTT-1.5.5-1] (5.0)",
             First,
             "10 8c 00 00 04 4d 51 54 54 04 02 00 3c 00 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "property length 0 in two bytes [MQTT-1.5.5-1]",
+            "property length 0 in two bytes [MQTT-1.5.5-1] (5.0)",
             V5,
             "30 05 00 01 61 80 00",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "property identifier 1 in two bytes [MQTT-1.5.5-1]",
+            "property identifier 1 in two bytes [MQTT-1.5.5-1] (5.0)",
             V5,
             "30 07 00 01 61 03 81 00 01",
             E::VarIntNotMinimal,
             MALFORMED,
         ),
         fail(
-            "subscription identifier 1 in two bytes [MQTT-1.5.5-1]",
+            "subscription identifier 1 in two bytes [MQTT-1.5.5-1] (5.0)",
             V5,
             "82 0a 00 01 03 0b 81 00 00 01 61 00",
             E::VarIntNotMinimal,
@@ -620,7 +623,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
     let too_large = |size, max| E::PacketTooLarge { size, max };
     run(&[
         fail(
-            "129-byte PUBLISH over a 128-byte limit, 2 bytes buffered [MQTT-3.2.2-15]",
+            "129-byte PUBLISH over a 128-byte limit, 2 bytes buffered [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 7f",
             too_large(129, 128),
@@ -628,7 +631,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(128),
         fail(
-            "131-byte PUBLISH over a 128-byte limit, 3 bytes buffered [MQTT-3.2.2-15]",
+            "131-byte PUBLISH over a 128-byte limit, 3 bytes buffered [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 80 01",
             too_large(131, 128),
@@ -636,7 +639,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(128),
         fail(
-            "16388-byte PUBLISH over a 16 KiB limit, 4 bytes buffered [MQTT-3.2.2-15]",
+            "16388-byte PUBLISH over a 16 KiB limit, 4 bytes buffered [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 80 80 01",
             too_large(16_388, 16_384),
@@ -644,7 +647,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(16_384),
         fail(
-            "2 MiB PUBLISH over a 1 MiB limit, 5 bytes buffered [MQTT-3.2.2-15]",
+            "2 MiB PUBLISH over a 1 MiB limit, 5 bytes buffered [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 80 80 80 01",
             too_large(2_097_157, 1_048_576),
@@ -652,7 +655,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(1_048_576),
         fail(
-            "largest PUBLISH over a 1 MiB limit [MQTT-3.2.2-15]",
+            "largest PUBLISH over a 1 MiB limit [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 ff ff ff 7f",
             too_large(268_435_460, 1_048_576),
@@ -660,7 +663,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(1_048_576),
         fail(
-            "PINGREQ with a body over a 2-byte limit [MQTT-3.2.2-15]",
+            "PINGREQ with a body over a 2-byte limit [MQTT-3.2.2-15] (5.0)",
             Both,
             "c0 01",
             too_large(3, 2),
@@ -668,7 +671,7 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(2),
         fail(
-            "CONNECT over the limit before the body arrives [MQTT-3.2.2-15]",
+            "CONNECT over the limit before the body arrives [MQTT-3.2.2-15] (5.0)",
             First,
             "10 ff 01",
             too_large(258, 100),
@@ -676,14 +679,14 @@ fn packet_too_large_from_fixed_header_mqtt_3_2_2_15() {
         )
         .max(100),
         wait(
-            "PUBLISH of exactly the limit waits for its body [MQTT-3.2.2-15]",
+            "PUBLISH of exactly the limit waits for its body [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 7e",
             126,
         )
         .max(128),
         wait(
-            "PUBLISH one byte under the limit waits for its body [MQTT-3.2.2-15]",
+            "PUBLISH one byte under the limit waits for its body [MQTT-3.2.2-15] (5.0)",
             Both,
             "30 7d",
             125,
@@ -697,56 +700,56 @@ fn publish_flags_mqtt_3_3_1_2_and_3_3_1_4() {
     use On::{Both, First, V311, V5};
     run(&[
         fail(
-            "PUBLISH QoS 3 [MQTT-3.3.1-4]",
+            "PUBLISH QoS 3 [MQTT-3.3.1-4] (3.1.1) (5.0)",
             Both,
             "36 05 00 01 61 00 01",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 3 with RETAIN [MQTT-3.3.1-4]",
+            "PUBLISH QoS 3 with RETAIN [MQTT-3.3.1-4] (3.1.1) (5.0)",
             Both,
             "37 05 00 01 61 00 01",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 3 with DUP [MQTT-3.3.1-4]",
+            "PUBLISH QoS 3 with DUP [MQTT-3.3.1-4] (3.1.1) (5.0)",
             Both,
             "3e 05 00 01 61 00 01",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 3 with DUP and RETAIN [MQTT-3.3.1-4]",
+            "PUBLISH QoS 3 with DUP and RETAIN [MQTT-3.3.1-4] (3.1.1) (5.0)",
             Both,
             "3f 05 00 01 61 00 01",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 3 as the first packet, refused by its header [MQTT-3.3.1-4]",
+            "PUBLISH QoS 3 as the first packet, refused by its header [MQTT-3.3.1-4] (3.1.1) (5.0)",
             First,
             "36 05 00 01 61 00 01",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 0 with DUP [MQTT-3.3.1-2]",
+            "PUBLISH QoS 0 with DUP [MQTT-3.3.1-2] (3.1.1) (5.0)",
             Both,
             "38 03 00 01 61",
             E::DupOnQoS0,
             MALFORMED,
         ),
         fail(
-            "PUBLISH QoS 0 with DUP and RETAIN [MQTT-3.3.1-2]",
+            "PUBLISH QoS 0 with DUP and RETAIN [MQTT-3.3.1-2] (3.1.1) (5.0)",
             Both,
             "39 03 00 01 61",
             E::DupOnQoS0,
             MALFORMED,
         ),
         pass(
-            "PUBLISH DUP QoS 2 RETAIN accepted [MQTT-3.3.1-2]",
+            "PUBLISH DUP QoS 2 RETAIN accepted [MQTT-3.3.1-2] (3.1.1)",
             V311,
             "3d 07 00 01 61 00 07 68 69",
             |p| {
@@ -759,7 +762,7 @@ fn publish_flags_mqtt_3_3_1_2_and_3_3_1_4() {
             },
         ),
         pass(
-            "PUBLISH DUP QoS 2 RETAIN accepted [MQTT-3.3.1-2]",
+            "PUBLISH DUP QoS 2 RETAIN accepted [MQTT-3.3.1-2] (5.0)",
             V5,
             "3d 08 00 01 61 00 07 00 68 69",
             |p| {
@@ -772,7 +775,7 @@ fn publish_flags_mqtt_3_3_1_2_and_3_3_1_4() {
             },
         ),
         pass(
-            "PUBLISH DUP QoS 1 accepted [MQTT-3.3.1-2]",
+            "PUBLISH DUP QoS 1 accepted [MQTT-3.3.1-2] (3.1.1)",
             V311,
             "3a 05 00 01 61 00 01",
             |p| {
@@ -790,119 +793,119 @@ fn packet_identifiers_mqtt_2_2_1_3() {
     use On::{Both, V311, V5};
     run(&[
         fail(
-            "PUBLISH QoS 1 with packet id 0 [MQTT-2.2.1-3] 3.1.1 [MQTT-2.3.1-1]",
+            "PUBLISH QoS 1 with packet id 0 [MQTT-2.3.1-1] (3.1.1)",
             V311,
             "32 05 00 01 61 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH QoS 1 with packet id 0 [MQTT-2.2.1-3]",
+            "PUBLISH QoS 1 with packet id 0 [MQTT-2.2.1-3] (5.0)",
             V5,
             "32 06 00 01 61 00 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH QoS 2 with packet id 0 [MQTT-2.2.1-3] 3.1.1 [MQTT-2.3.1-1]",
+            "PUBLISH QoS 2 with packet id 0 [MQTT-2.3.1-1] (3.1.1)",
             V311,
             "34 05 00 01 61 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH QoS 2 with packet id 0 [MQTT-2.2.1-3]",
+            "PUBLISH QoS 2 with packet id 0 [MQTT-2.2.1-3] (5.0)",
             V5,
             "34 06 00 01 61 00 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE with packet id 0 [MQTT-2.2.1-3] 3.1.1 [MQTT-2.3.1-1]",
+            "SUBSCRIBE with packet id 0 [MQTT-2.3.1-1] (3.1.1)",
             V311,
             "82 06 00 00 00 01 61 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE with packet id 0 [MQTT-2.2.1-3]",
+            "SUBSCRIBE with packet id 0 [MQTT-2.2.1-3] (5.0)",
             V5,
             "82 07 00 00 00 00 01 61 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "UNSUBSCRIBE with packet id 0 [MQTT-2.2.1-3] 3.1.1 [MQTT-2.3.1-1]",
+            "UNSUBSCRIBE with packet id 0 [MQTT-2.3.1-1] (3.1.1)",
             V311,
             "a2 05 00 00 00 01 61",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "UNSUBSCRIBE with packet id 0 [MQTT-2.2.1-3]",
+            "UNSUBSCRIBE with packet id 0 [MQTT-2.2.1-3] (5.0)",
             V5,
             "a2 06 00 00 00 00 01 61",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBACK with packet id 0 [MQTT-2.2.1-5] 3.1.1 [MQTT-2.3.1-6]",
+            "PUBACK with packet id 0 [MQTT-2.2.1-5] (5.0) [MQTT-2.3.1-6] (3.1.1)",
             Both,
             "40 02 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBREC with packet id 0 [MQTT-2.2.1-5] 3.1.1 [MQTT-2.3.1-6]",
+            "PUBREC with packet id 0 [MQTT-2.2.1-5] (5.0) [MQTT-2.3.1-6] (3.1.1)",
             Both,
             "50 02 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBREL with packet id 0 [MQTT-2.2.1-5] 3.1.1 [MQTT-2.3.1-6]",
+            "PUBREL with packet id 0 [MQTT-2.2.1-5] (5.0) [MQTT-2.3.1-6] (3.1.1)",
             Both,
             "62 02 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBCOMP with packet id 0 [MQTT-2.2.1-5]",
+            "PUBCOMP with packet id 0 [MQTT-2.2.1-5] (5.0)",
             Both,
             "70 02 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBACK with packet id 0 [MQTT-2.2.1-6] 3.1.1 [MQTT-2.3.1-7]",
+            "SUBACK with packet id 0",
             V311,
             "90 03 00 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBACK with packet id 0 [MQTT-2.2.1-6]",
+            "SUBACK with packet id 0",
             V5,
             "90 04 00 00 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "UNSUBACK with packet id 0 [MQTT-2.2.1-6] 3.1.1 [MQTT-2.3.1-7]",
+            "UNSUBACK with packet id 0",
             V311,
             "b0 02 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         fail(
-            "UNSUBACK with packet id 0 [MQTT-2.2.1-6]",
+            "UNSUBACK with packet id 0",
             V5,
             "b0 04 00 00 00 00",
             E::PacketIdZero,
             PROTOCOL_ERROR,
         ),
         pass(
-            "PUBLISH QoS 0 has no packet id: 00 00 is payload [MQTT-2.2.1-2] 3.1.1 [MQTT-2.3.1-5]",
+            "PUBLISH QoS 0 has no packet id: 00 00 is payload [MQTT-2.3.1-5] (3.1.1)",
             V311,
             "30 05 00 01 61 00 00",
             |p| {
@@ -912,7 +915,7 @@ fn packet_identifiers_mqtt_2_2_1_3() {
             },
         ),
         pass(
-            "PUBLISH QoS 0 has no packet id: 00 00 is payload [MQTT-2.2.1-2]",
+            "PUBLISH QoS 0 has no packet id: 00 00 is payload [MQTT-2.2.1-2] (5.0)",
             V5,
             "30 06 00 01 61 00 00 00",
             |p| {
@@ -922,7 +925,7 @@ fn packet_identifiers_mqtt_2_2_1_3() {
             },
         ),
         pass(
-            "PUBLISH QoS 1 with packet id 65535 accepted [MQTT-2.2.1-3]",
+            "PUBLISH QoS 1 with packet id 65535 accepted",
             V311,
             "32 05 00 01 61 ff ff",
             |p| {
@@ -943,84 +946,84 @@ fn topic_names_mqtt_3_3_2_2_and_4_7_3_1() {
     let wildcard = E::String(S::WildcardInTopicName);
     run(&[
         fail(
-            "PUBLISH topic a/+ [MQTT-3.3.2-2] 3.1.1 [MQTT-4.7.1-1]",
+            "PUBLISH topic a/+ [MQTT-3.3.2-2] (3.1.1) [MQTT-4.7.1-1] (3.1.1)",
             V311,
             "30 05 00 03 61 2f 2b",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic a/+ [MQTT-3.3.2-2] [MQTT-4.7.0-1]",
+            "PUBLISH topic a/+ [MQTT-3.3.2-2] (5.0) [MQTT-4.7.0-1] (5.0)",
             V5,
             "30 06 00 03 61 2f 2b 00",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic # [MQTT-3.3.2-2] 3.1.1 [MQTT-4.7.1-1]",
+            "PUBLISH topic # [MQTT-3.3.2-2] (3.1.1) [MQTT-4.7.1-1] (3.1.1)",
             V311,
             "30 03 00 01 23",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic # [MQTT-3.3.2-2] [MQTT-4.7.0-1]",
+            "PUBLISH topic # [MQTT-3.3.2-2] (5.0) [MQTT-4.7.0-1] (5.0)",
             V5,
             "30 04 00 01 23 00",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic a/# [MQTT-3.3.2-2] 3.1.1 [MQTT-4.7.1-1]",
+            "PUBLISH topic a/# [MQTT-3.3.2-2] (3.1.1) [MQTT-4.7.1-1] (3.1.1)",
             V311,
             "30 05 00 03 61 2f 23",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic a+b, + inside a level [MQTT-3.3.2-2] 3.1.1 [MQTT-4.7.1-1]",
+            "PUBLISH topic a+b, + inside a level [MQTT-3.3.2-2] (3.1.1) [MQTT-4.7.1-1] (3.1.1)",
             V311,
             "30 05 00 03 61 2b 62",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH topic a#b, # inside a level [MQTT-3.3.2-2] [MQTT-4.7.0-1]",
+            "PUBLISH topic a#b, # inside a level [MQTT-3.3.2-2] (5.0) [MQTT-4.7.0-1] (5.0)",
             V5,
             "30 06 00 03 61 23 62 00",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH QoS 1 topic + [MQTT-3.3.2-2] 3.1.1 [MQTT-4.7.1-1]",
+            "PUBLISH QoS 1 topic + [MQTT-3.3.2-2] (3.1.1) [MQTT-4.7.1-1] (3.1.1)",
             V311,
             "32 05 00 01 2b 00 01",
             wildcard.clone(),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "PUBLISH with an empty topic [MQTT-4.7.3-1] (3.1.1 same id)",
+            "PUBLISH with an empty topic [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "30 02 00 00",
             E::MissingTopic,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH QoS 1 with an empty topic [MQTT-4.7.3-1] (3.1.1 same id)",
+            "PUBLISH QoS 1 with an empty topic [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "32 04 00 00 00 01",
             E::MissingTopic,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH with an empty topic and no topic alias [MQTT-4.7.3-1] §3.3.2.1",
+            "PUBLISH with an empty topic and no topic alias [MQTT-4.7.3-1] (5.0) §3.3.2.1",
             V5,
             "30 03 00 00 00",
             E::MissingTopic,
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH with an empty topic, properties but no topic alias [MQTT-4.7.3-1]",
+            "PUBLISH with an empty topic, properties but no topic alias [MQTT-4.7.3-1] (5.0)",
             V5,
             "30 05 00 00 02 01 01",
             E::MissingTopic,
@@ -1042,14 +1045,14 @@ fn topic_names_mqtt_3_3_2_2_and_4_7_3_1() {
             },
         ),
         fail(
-            "PUBLISH with topic alias 0 [MQTT-3.3.2-8]",
+            "PUBLISH with topic alias 0 [MQTT-3.3.2-8] (5.0)",
             V5,
             "30 07 00 01 61 03 23 00 00",
             E::TopicAliasZero,
             TOPIC_ALIAS_INVALID,
         ),
         fail(
-            "PUBLISH with an empty topic and topic alias 0 [MQTT-3.3.2-8]",
+            "PUBLISH with an empty topic and topic alias 0 [MQTT-3.3.2-8] (5.0)",
             V5,
             "30 06 00 00 03 23 00 00",
             E::TopicAliasZero,
@@ -1063,13 +1066,13 @@ fn topic_names_mqtt_3_3_2_2_and_4_7_3_1() {
             PROTOCOL_ERROR,
         ),
         pass(
-            "PUBLISH topic / accepted [MQTT-4.7.3-1]",
+            "PUBLISH topic / accepted [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "30 03 00 01 2f",
             |p| eq("topic", variant!(p, Packet::Publish).topic.as_str(), "/"),
         ),
         pass(
-            "PUBLISH topic $SYS/a accepted [MQTT-4.7.3-1]",
+            "PUBLISH topic $SYS/a accepted [MQTT-4.7.3-1] (5.0)",
             V5,
             "30 09 00 06 24 53 59 53 2f 61 00",
             |p| {
@@ -1081,7 +1084,7 @@ fn topic_names_mqtt_3_3_2_2_and_4_7_3_1() {
             },
         ),
         pass(
-            "PUBLISH topic ' a' with a space accepted [MQTT-4.7.3-1]",
+            "PUBLISH topic ' a' with a space accepted [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "30 04 00 02 20 61",
             |p| eq("topic", variant!(p, Packet::Publish).topic.as_str(), " a"),
@@ -1096,182 +1099,182 @@ fn utf8_rules_mqtt_1_5_4_1_and_2() {
     let null = E::String(S::NullCharacter);
     run(&[
         fail(
-            "topic with a lone continuation byte [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with a lone continuation byte [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 04 00 02 61 80",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with a lone continuation byte [MQTT-1.5.4-1]",
+            "topic with a lone continuation byte [MQTT-1.5.4-1] (5.0)",
             V5,
             "30 05 00 02 61 80 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with overlong / (C0 AF) [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with overlong / (C0 AF) [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 04 00 02 c0 af",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with surrogate U+D800 (ED A0 80) [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with surrogate U+D800 (ED A0 80) [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 05 00 03 ed a0 80",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with surrogate U+D800 (ED A0 80) [MQTT-1.5.4-1]",
+            "topic with surrogate U+D800 (ED A0 80) [MQTT-1.5.4-1] (5.0)",
             V5,
             "30 06 00 03 ed a0 80 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with surrogate U+DFFF (ED BF BF) [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with surrogate U+DFFF (ED BF BF) [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 05 00 03 ed bf bf",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with a code point past U+10FFFF [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with a code point past U+10FFFF [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 06 00 04 f4 90 80 80",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with a cut-off sequence (E2 82) [MQTT-1.5.4-1] 3.1.1 [MQTT-1.5.3-1]",
+            "topic with a cut-off sequence (E2 82) [MQTT-1.5.3-1] (3.1.1)",
             V311,
             "30 04 00 02 e2 82",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with byte FF [MQTT-1.5.4-1]",
+            "topic with byte FF [MQTT-1.5.4-1] (5.0)",
             V5,
             "30 04 00 01 ff 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with overlong U+0000 (C0 80) [MQTT-1.5.4-1] [MQTT-1.5.4-2]",
+            "topic with overlong U+0000 (C0 80) [MQTT-1.5.4-1] (5.0) [MQTT-1.5.4-2] (5.0)",
             V5,
             "30 05 00 02 c0 80 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with U+0000 [MQTT-1.5.4-2] [MQTT-4.7.3-2] 3.1.1 [MQTT-1.5.3-2]",
+            "topic with U+0000 [MQTT-4.7.3-2] (3.1.1) [MQTT-1.5.3-2] (3.1.1)",
             V311,
             "30 05 00 03 61 00 62",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "topic with U+0000 [MQTT-1.5.4-2] [MQTT-4.7.3-2]",
+            "topic with U+0000 [MQTT-1.5.4-2] (5.0) [MQTT-4.7.3-2] (5.0)",
             V5,
             "30 06 00 03 61 00 62 00",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "client id with U+0000 3.1.1 [MQTT-1.5.3-2] [MQTT-3.1.3-4]",
+            "client id with U+0000 [MQTT-1.5.3-2] (3.1.1) [MQTT-3.1.3-4] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 61 00 62",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "client id with U+0000 [MQTT-1.5.4-2] [MQTT-3.1.3-4]",
+            "client id with U+0000 [MQTT-1.5.4-2] (5.0) [MQTT-3.1.3-4] (5.0)",
             First,
             "10 10 00 04 4d 51 54 54 05 02 00 3c 00 00 03 61 00 62",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "client id with a surrogate 3.1.1 [MQTT-1.5.3-1] [MQTT-3.1.3-4]",
+            "client id with a surrogate [MQTT-1.5.3-1] (3.1.1) [MQTT-3.1.3-4] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 ed a0 80",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "user name with byte FF 3.1.1 [MQTT-1.5.3-1] [MQTT-3.1.3-11]",
+            "user name with byte FF [MQTT-1.5.3-1] (3.1.1) [MQTT-3.1.3-11] (3.1.1)",
             First,
             "10 10 00 04 4d 51 54 54 04 82 00 3c 00 01 63 00 01 ff",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "will topic with U+0000 3.1.1 [MQTT-1.5.3-2] [MQTT-3.1.3-10]",
+            "will topic with U+0000 [MQTT-1.5.3-2] (3.1.1) [MQTT-3.1.3-10] (3.1.1)",
             First,
             "10 14 00 04 4d 51 54 54 04 06 00 3c 00 01 63 00 03 61 00 62 00 00",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE filter with U+0000 3.1.1 [MQTT-1.5.3-2] [MQTT-3.8.3-1]",
+            "SUBSCRIBE filter with U+0000 [MQTT-1.5.3-2] (3.1.1) [MQTT-3.8.3-1] (3.1.1)",
             V311,
             "82 08 00 01 00 03 61 00 62 00",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE filter with a surrogate [MQTT-1.5.4-1] [MQTT-3.8.3-1]",
+            "SUBSCRIBE filter with a surrogate [MQTT-1.5.4-1] (5.0) [MQTT-3.8.3-1] (5.0)",
             V5,
             "82 09 00 01 00 00 03 ed a0 80 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE filter with byte FF 3.1.1 [MQTT-1.5.3-1] [MQTT-3.10.3-1]",
+            "UNSUBSCRIBE filter with byte FF [MQTT-1.5.3-1] (3.1.1) [MQTT-3.10.3-1] (3.1.1)",
             V311,
             "a2 05 00 01 00 01 ff",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "user property name with U+0000 [MQTT-1.5.4-2] §1.5.7",
+            "user property name with U+0000 [MQTT-1.5.4-2] (5.0) §1.5.7",
             V5,
             "30 0c 00 01 61 08 26 00 02 6b 00 00 01 76",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "CONNECT user property value with a surrogate [MQTT-1.5.4-1] §1.5.7",
+            "CONNECT user property value with a surrogate [MQTT-1.5.4-1] (5.0) §1.5.7",
             First,
             "10 16 00 04 4d 51 54 54 05 02 00 3c 09 26 00 01 6b 00 03 ed a0 80 00 00",
             invalid.clone(),
             MALFORMED,
         ),
         fail(
-            "content type with U+0000 [MQTT-1.5.4-2] [MQTT-3.3.2-19]",
+            "content type with U+0000 [MQTT-1.5.4-2] (5.0) [MQTT-3.3.2-19] (5.0)",
             V5,
             "30 08 00 01 61 04 03 00 01 00",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "PUBACK reason string with U+0000 [MQTT-1.5.4-2]",
+            "PUBACK reason string with U+0000 [MQTT-1.5.4-2] (5.0)",
             V5,
             "40 08 00 01 00 04 1f 00 01 00",
             null.clone(),
             MALFORMED,
         ),
         fail(
-            "DISCONNECT reason string with byte FF [MQTT-1.5.4-1]",
+            "DISCONNECT reason string with byte FF [MQTT-1.5.4-1] (5.0)",
             V5,
             "e0 06 00 04 1f 00 01 ff",
             invalid.clone(),
             MALFORMED,
         ),
         pass(
-            "BOM in a topic is kept [MQTT-1.5.4-3] 3.1.1 [MQTT-1.5.3-3]",
+            "BOM in a topic is kept [MQTT-1.5.3-3] (3.1.1)",
             V311,
             "30 06 00 04 ef bb bf 61",
             |p| {
@@ -1284,7 +1287,7 @@ fn utf8_rules_mqtt_1_5_4_1_and_2() {
             },
         ),
         pass(
-            "BOM in a topic is kept [MQTT-1.5.4-3]",
+            "BOM in a topic is kept [MQTT-1.5.4-3] (5.0)",
             V5,
             "30 07 00 04 ef bb bf 61 00",
             |p| {
@@ -1297,7 +1300,7 @@ fn utf8_rules_mqtt_1_5_4_1_and_2() {
             },
         ),
         pass(
-            "BOM as a whole client id is kept 3.1.1 [MQTT-1.5.3-3]",
+            "BOM as a whole client id is kept [MQTT-1.5.3-3] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 ef bb bf",
             |p| {
@@ -1310,7 +1313,7 @@ fn utf8_rules_mqtt_1_5_4_1_and_2() {
             },
         ),
         pass(
-            "four-byte character U+1F600 in a topic accepted [MQTT-1.5.4-1]",
+            "four-byte character U+1F600 in a topic accepted",
             V311,
             "30 06 00 04 f0 9f 98 80",
             |p| {
@@ -1364,7 +1367,7 @@ fn properties_mqtt_2_2_2_1() {
     run(&[
         // Property Length 0.
         pass(
-            "PUBLISH with Property Length 0 [MQTT-2.2.2-1]",
+            "PUBLISH with Property Length 0 [MQTT-2.2.2-1] (5.0)",
             V5,
             "30 04 00 01 61 00",
             |p| {
@@ -1374,7 +1377,7 @@ fn properties_mqtt_2_2_2_1() {
             },
         ),
         pass(
-            "SUBSCRIBE with Property Length 0 [MQTT-2.2.2-1]",
+            "SUBSCRIBE with Property Length 0 [MQTT-2.2.2-1] (5.0)",
             V5,
             "82 07 00 01 00 00 01 61 01",
             |p| {
@@ -1383,7 +1386,7 @@ fn properties_mqtt_2_2_2_1() {
             },
         ),
         pass(
-            "CONNACK with Property Length 0 [MQTT-2.2.2-1]",
+            "CONNACK with Property Length 0",
             V5,
             "20 03 00 00 00",
             |p| {
@@ -1392,7 +1395,7 @@ fn properties_mqtt_2_2_2_1() {
             },
         ),
         pass(
-            "DISCONNECT with Property Length 0 [MQTT-2.2.2-1]",
+            "DISCONNECT with Property Length 0 [MQTT-2.2.2-1] (5.0)",
             V5,
             "e0 02 00 00",
             |p| {
@@ -1473,7 +1476,7 @@ fn properties_mqtt_2_2_2_1() {
             PROTOCOL_ERROR,
         ),
         pass(
-            "PUBLISH User Property twice, order kept [MQTT-3.3.2-17] [MQTT-3.3.2-18]",
+            "PUBLISH User Property twice, order kept [MQTT-3.3.2-17] (5.0) [MQTT-3.3.2-18] (5.0)",
             V5,
             "30 12 00 01 61 0e 26 00 01 6b 00 01 32 26 00 01 6b 00 01 31",
             |p| {
@@ -1730,7 +1733,7 @@ fn properties_mqtt_2_2_2_1() {
             PROTOCOL_ERROR,
         ),
         fail(
-            "Response Topic with a wildcard [MQTT-3.3.2-14]",
+            "Response Topic with a wildcard [MQTT-3.3.2-14] (5.0)",
             V5,
             "30 0a 00 01 61 06 08 00 03 61 2f 23",
             E::String(S::WildcardInTopicName),
@@ -1788,13 +1791,13 @@ fn properties_mqtt_2_2_2_1() {
             PROTOCOL_ERROR,
         ),
         refuse(
-            "AUTH Continue without Authentication Method, §3.15.2.2.2 [MQTT-4.12.0-5]",
+            "AUTH Continue without Authentication Method, §3.15.2.2.2 [MQTT-4.12.0-5] (5.0)",
             V5,
             "f0 02 18 00",
             PROTOCOL_ERROR,
         ),
         refuse(
-            "AUTH Re-authenticate without Authentication Method, §3.15.2.2.2 [MQTT-4.12.1-1]",
+            "AUTH Re-authenticate without Authentication Method, §3.15.2.2.2 [MQTT-4.12.1-1] (5.0)",
             V5,
             "f0 02 19 00",
             PROTOCOL_ERROR,
@@ -1819,70 +1822,70 @@ fn connect_flags_mqtt_3_1_2_3_and_3_1_2_11_to_13() {
     use On::First;
     run(&[
         fail(
-            "CONNECT reserved flag set 3.1.1 [MQTT-3.1.2-3]",
+            "CONNECT reserved flag set [MQTT-3.1.2-3] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 03 00 3c 00 00",
             E::ConnectReservedFlag,
             MALFORMED,
         ),
         fail(
-            "CONNECT reserved flag set [MQTT-3.1.2-3]",
+            "CONNECT reserved flag set [MQTT-3.1.2-3] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 03 00 3c 00 00 00",
             E::ConnectReservedFlag,
             MALFORMED,
         ),
         fail(
-            "will QoS 1 without will flag 3.1.1 [MQTT-3.1.2-11] [MQTT-3.1.2-13]",
+            "will QoS 1 without will flag [MQTT-3.1.2-11] (3.1.1) [MQTT-3.1.2-13] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 0a 00 3c 00 00",
             E::WillFlagsWithoutWill,
             MALFORMED,
         ),
         fail(
-            "will QoS 2 without will flag 3.1.1 [MQTT-3.1.2-11] [MQTT-3.1.2-13]",
+            "will QoS 2 without will flag [MQTT-3.1.2-11] (3.1.1) [MQTT-3.1.2-13] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 12 00 3c 00 00",
             E::WillFlagsWithoutWill,
             MALFORMED,
         ),
         fail(
-            "will retain without will flag 3.1.1 [MQTT-3.1.2-11] [MQTT-3.1.2-15]",
+            "will retain without will flag [MQTT-3.1.2-11] (3.1.1) [MQTT-3.1.2-15] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 22 00 3c 00 00",
             E::WillFlagsWithoutWill,
             MALFORMED,
         ),
         fail(
-            "will QoS 1 without will flag [MQTT-3.1.2-11]",
+            "will QoS 1 without will flag [MQTT-3.1.2-11] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 0a 00 3c 00 00 00",
             E::WillFlagsWithoutWill,
             MALFORMED,
         ),
         fail(
-            "will retain without will flag [MQTT-3.1.2-13]",
+            "will retain without will flag [MQTT-3.1.2-13] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 22 00 3c 00 00 00",
             E::WillFlagsWithoutWill,
             MALFORMED,
         ),
         fail(
-            "will QoS 3 3.1.1 [MQTT-3.1.2-14]",
+            "will QoS 3 [MQTT-3.1.2-14] (3.1.1)",
             First,
             "10 11 00 04 4d 51 54 54 04 1e 00 3c 00 00 00 01 74 00 00",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "will QoS 3 [MQTT-3.1.2-12] §3.1.2.6",
+            "will QoS 3 [MQTT-3.1.2-12] (5.0) §3.1.2.6",
             First,
             "10 13 00 04 4d 51 54 54 05 1e 00 3c 00 00 00 00 00 01 74 00 00",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "password without user name 3.1.1 [MQTT-3.1.2-22]",
+            "password without user name [MQTT-3.1.2-22] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 42 00 3c 00 00 00 01 70",
             E::PasswordWithoutUsername,
@@ -1903,7 +1906,7 @@ fn connect_flags_mqtt_3_1_2_3_and_3_1_2_11_to_13() {
             },
         ),
         pass(
-            "will QoS 2 with will retain accepted 3.1.1 [MQTT-3.1.2-14] [MQTT-3.1.2-17]",
+            "will QoS 2 with will retain accepted [MQTT-3.1.2-14] (3.1.1)",
             First,
             "10 11 00 04 4d 51 54 54 04 36 00 3c 00 00 00 01 74 00 00",
             |p| {
@@ -1915,7 +1918,7 @@ fn connect_flags_mqtt_3_1_2_3_and_3_1_2_11_to_13() {
             },
         ),
         pass(
-            "clean start 0 accepted [MQTT-3.1.2-5]",
+            "clean start 0 accepted",
             First,
             "10 0e 00 04 4d 51 54 54 05 00 00 3c 00 00 01 63",
             |p| {
@@ -1931,77 +1934,77 @@ fn connect_protocol_name_and_level_mqtt_3_1_2_1_and_2() {
     use On::{First, V311, V5};
     run(&[
         fail(
-            "protocol name MQTX [MQTT-3.1.2-1] (3.1.1 same id)",
+            "protocol name MQTX [MQTT-3.1.2-1] (3.1.1) (5.0)",
             First,
             "10 0c 00 04 4d 51 54 58 04 02 00 3c 00 00",
             E::InvalidProtocolName,
             MALFORMED,
         ),
         fail(
-            "protocol name mqtt in lower case [MQTT-3.1.2-1]",
+            "protocol name mqtt in lower case [MQTT-3.1.2-1] (5.0)",
             First,
             "10 0d 00 04 6d 71 74 74 05 02 00 3c 00 00 00",
             E::InvalidProtocolName,
             MALFORMED,
         ),
         fail(
-            "empty protocol name [MQTT-3.1.2-1]",
+            "empty protocol name [MQTT-3.1.2-1] (5.0)",
             First,
             "10 08 00 00 04 02 00 3c 00 00",
             E::InvalidProtocolName,
             MALFORMED,
         ),
         fail(
-            "protocol name MQTT with a trailing space [MQTT-3.1.2-1]",
+            "protocol name MQTT with a trailing space [MQTT-3.1.2-1] (5.0)",
             First,
             "10 0d 00 05 4d 51 54 54 20 04 02 00 3c 00 00",
             E::InvalidProtocolName,
             MALFORMED,
         ),
         fail(
-            "protocol level 3 under the name MQTT [MQTT-3.1.2-2] 3.1.1 [MQTT-3.1.2-2]",
+            "protocol level 3 under the name MQTT [MQTT-3.1.2-2] (3.1.1) (5.0)",
             First,
             "10 0c 00 04 4d 51 54 54 03 02 00 3c 00 00",
             E::UnsupportedProtocolVersion(3),
             UNSUPPORTED_VERSION,
         ),
         fail(
-            "protocol level 6 [MQTT-3.1.2-2] 3.1.1 [MQTT-3.1.2-2]",
+            "protocol level 6 [MQTT-3.1.2-2] (3.1.1) (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 06 02 00 3c 00 00 00",
             E::UnsupportedProtocolVersion(6),
             UNSUPPORTED_VERSION,
         ),
         fail(
-            "protocol level 0 [MQTT-3.1.2-2] 3.1.1 [MQTT-3.1.2-2]",
+            "protocol level 0 [MQTT-3.1.2-2] (3.1.1) (5.0)",
             First,
             "10 0c 00 04 4d 51 54 54 00 02 00 3c 00 00",
             E::UnsupportedProtocolVersion(0),
             UNSUPPORTED_VERSION,
         ),
         fail(
-            "protocol level 4 under the 3.1 name MQIsdp 3.1.1 [MQTT-3.1.2-2]",
+            "protocol level 4 under the 3.1 name MQIsdp [MQTT-3.1.2-2] (3.1.1)",
             First,
             "10 0f 00 06 4d 51 49 73 64 70 04 02 00 3c 00 01 63",
             E::UnsupportedProtocolVersion(4),
             UNSUPPORTED_VERSION,
         ),
         fail(
-            "protocol name cut short [MQTT-3.1.2-1]",
+            "protocol name cut short [MQTT-3.1.2-1] (5.0)",
             First,
             "10 03 00 04 4d",
             E::Truncated("protocol name"),
             MALFORMED,
         ),
         fail(
-            "3.1 CONNECT without its will payload, as 3.1.1 [MQTT-3.1.2-9]",
+            "3.1 CONNECT without its will payload, as in 3.1.1",
             First,
             "10 12 00 06 4d 51 49 73 64 70 03 06 00 3c 00 01 63 00 01 77",
             E::Truncated("will payload"),
             MALFORMED,
         ),
         pass(
-            "3.1 CONNECT with will QoS 1 retained, user name and password, as 3.1.1 [MQTT-3.1.3-1]",
+            "3.1 CONNECT with will QoS 1 retained, user name and password, as in 3.1.1",
             First,
             "10 1d 00 06 4d 51 49 73 64 70 03 ee 00 0a 00 01 63 00 01 77 00 03 62 79 65 \
              00 01 75 00 01 70",
@@ -2039,7 +2042,7 @@ fn connect_protocol_name_and_level_mqtt_3_1_2_1_and_2() {
             },
         ),
         pass(
-            "3.1.1 CONNECT (MQTT, level 4) accepted [MQTT-3.1.2-2]",
+            "3.1.1 CONNECT (MQTT, level 4) accepted",
             First,
             "10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             |p| {
@@ -2048,7 +2051,7 @@ fn connect_protocol_name_and_level_mqtt_3_1_2_1_and_2() {
             },
         ),
         pass(
-            "5.0 CONNECT (MQTT, level 5) accepted [MQTT-3.1.2-1]",
+            "5.0 CONNECT (MQTT, level 5) accepted [MQTT-3.1.2-1] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 02 00 3c 00 00 00",
             |p| {
@@ -2082,98 +2085,98 @@ fn connect_payload_mqtt_3_1_2_9_17_19_and_3_1_3_1() {
     use On::First;
     run(&[
         fail(
-            "will topic a/# 3.1.1 [MQTT-3.1.3-10] [MQTT-4.7.1-1]",
+            "will topic a/# [MQTT-4.7.1-1] (3.1.1)",
             First,
             "10 13 00 04 4d 51 54 54 04 06 00 3c 00 00 00 03 61 2f 23 00 00",
             E::String(S::WildcardInTopicName),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "will topic + [MQTT-3.1.3-11] [MQTT-4.7.0-1]",
+            "will topic + [MQTT-4.7.0-1] (5.0)",
             First,
             "10 13 00 04 4d 51 54 54 05 06 00 3c 00 00 00 00 00 01 2b 00 00",
             E::String(S::WildcardInTopicName),
             TOPIC_NAME_INVALID,
         ),
         fail(
-            "empty will topic 3.1.1 [MQTT-4.7.3-1]",
+            "empty will topic [MQTT-4.7.3-1] (3.1.1)",
             First,
             "10 10 00 04 4d 51 54 54 04 06 00 3c 00 00 00 00 00 00",
             E::String(S::EmptyTopic),
             MALFORMED,
         ),
         fail(
-            "empty will topic [MQTT-4.7.3-1]",
+            "empty will topic [MQTT-4.7.3-1] (5.0)",
             First,
             "10 12 00 04 4d 51 54 54 05 06 00 3c 00 00 00 00 00 00 00 00",
             E::String(S::EmptyTopic),
             MALFORMED,
         ),
         fail(
-            "byte after the client id 3.1.1 [MQTT-3.1.3-1]",
+            "byte after the client id [MQTT-3.1.3-1] (3.1.1)",
             First,
             "10 0d 00 04 4d 51 54 54 04 02 00 3c 00 00 ff",
             E::TrailingBytes(1),
             MALFORMED,
         ),
         fail(
-            "two bytes after the client id [MQTT-3.1.3-1]",
+            "two bytes after the client id [MQTT-3.1.3-1] (5.0)",
             First,
             "10 0f 00 04 4d 51 54 54 05 02 00 3c 00 00 00 ff ff",
             E::TrailingBytes(2),
             MALFORMED,
         ),
         fail(
-            "byte after the password 3.1.1 [MQTT-3.1.3-1]",
+            "byte after the password [MQTT-3.1.3-1] (3.1.1)",
             First,
             "10 13 00 04 4d 51 54 54 04 c2 00 3c 00 00 00 01 75 00 01 70 ff",
             E::TrailingBytes(1),
             MALFORMED,
         ),
         fail(
-            "will topic and payload without will flag 3.1.1 [MQTT-3.1.2-11]",
+            "will topic and payload without will flag [MQTT-3.1.2-11] (3.1.1)",
             First,
             "10 11 00 04 4d 51 54 54 04 02 00 3c 00 00 00 01 74 00 00",
             E::TrailingBytes(5),
             MALFORMED,
         ),
         fail(
-            "user name without user name flag 3.1.1 [MQTT-3.1.2-18]",
+            "user name without user name flag [MQTT-3.1.2-18] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 02 00 3c 00 00 00 01 75",
             E::TrailingBytes(3),
             MALFORMED,
         ),
         fail(
-            "user name without user name flag [MQTT-3.1.2-16]",
+            "user name without user name flag [MQTT-3.1.2-16] (5.0)",
             First,
             "10 10 00 04 4d 51 54 54 05 02 00 3c 00 00 00 00 01 75",
             E::TrailingBytes(3),
             MALFORMED,
         ),
         fail(
-            "password without password flag 3.1.1 [MQTT-3.1.2-20]",
+            "password without password flag [MQTT-3.1.2-20] (3.1.1)",
             First,
             "10 12 00 04 4d 51 54 54 04 82 00 3c 00 00 00 01 75 00 01 70",
             E::TrailingBytes(3),
             MALFORMED,
         ),
         fail(
-            "password without password flag [MQTT-3.1.2-18]",
+            "password without password flag [MQTT-3.1.2-18] (5.0)",
             First,
             "10 13 00 04 4d 51 54 54 05 82 00 3c 00 00 00 00 01 75 00 01 70",
             E::TrailingBytes(3),
             MALFORMED,
         ),
         fail(
-            "client id missing 3.1.1 [MQTT-3.1.3-3]",
+            "client id missing [MQTT-3.1.3-3] (3.1.1)",
             First,
             "10 0a 00 04 4d 51 54 54 04 02 00 3c",
             E::Truncated("client identifier"),
             MALFORMED,
         ),
         fail(
-            "client id longer than the packet [MQTT-3.1.3-3]",
+            "client id longer than the packet [MQTT-3.1.3-3] (3.1.1)",
             First,
             "10 0e 00 04 4d 51 54 54 04 02 00 3c 00 05 61 62",
             E::Truncated("client identifier"),
@@ -2187,77 +2190,77 @@ fn connect_payload_mqtt_3_1_2_9_17_19_and_3_1_3_1() {
             MALFORMED,
         ),
         fail(
-            "will topic missing 3.1.1 [MQTT-3.1.2-9]",
+            "will topic missing [MQTT-3.1.2-9] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 06 00 3c 00 00",
             E::Truncated("will topic"),
             MALFORMED,
         ),
         fail(
-            "will payload missing 3.1.1 [MQTT-3.1.2-9]",
+            "will payload missing [MQTT-3.1.2-9] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 06 00 3c 00 00 00 01 74",
             E::Truncated("will payload"),
             MALFORMED,
         ),
         fail(
-            "will properties missing [MQTT-3.1.2-9]",
+            "will properties missing [MQTT-3.1.2-9] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 06 00 3c 00 00 00",
             E::Truncated("property length"),
             MALFORMED,
         ),
         fail(
-            "will topic missing [MQTT-3.1.2-9]",
+            "will topic missing [MQTT-3.1.2-9] (5.0)",
             First,
             "10 0e 00 04 4d 51 54 54 05 06 00 3c 00 00 00 00",
             E::Truncated("will topic"),
             MALFORMED,
         ),
         fail(
-            "will payload missing [MQTT-3.1.2-9]",
+            "will payload missing [MQTT-3.1.2-9] (5.0)",
             First,
             "10 11 00 04 4d 51 54 54 05 06 00 3c 00 00 00 00 00 01 74",
             E::Truncated("will payload"),
             MALFORMED,
         ),
         fail(
-            "user name missing 3.1.1 [MQTT-3.1.2-19]",
+            "user name missing [MQTT-3.1.2-19] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 82 00 3c 00 00",
             E::Truncated("user name"),
             MALFORMED,
         ),
         fail(
-            "user name missing [MQTT-3.1.2-17]",
+            "user name missing [MQTT-3.1.2-17] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 82 00 3c 00 00 00",
             E::Truncated("user name"),
             MALFORMED,
         ),
         fail(
-            "user name cut inside its length 3.1.1 [MQTT-3.1.2-19]",
+            "user name cut inside its length [MQTT-3.1.2-19] (3.1.1)",
             First,
             "10 0d 00 04 4d 51 54 54 04 82 00 3c 00 00 00",
             E::Truncated("user name"),
             MALFORMED,
         ),
         fail(
-            "password missing 3.1.1 [MQTT-3.1.2-21]",
+            "password missing [MQTT-3.1.2-21] (3.1.1)",
             First,
             "10 0f 00 04 4d 51 54 54 04 c2 00 3c 00 00 00 01 75",
             E::Truncated("password"),
             MALFORMED,
         ),
         fail(
-            "password missing [MQTT-3.1.2-19]",
+            "password missing [MQTT-3.1.2-19] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 42 00 3c 00 00 00",
             E::Truncated("password"),
             MALFORMED,
         ),
         pass(
-            "empty client id accepted [MQTT-3.1.3-6] 3.1.1 [MQTT-3.1.3-6]",
+            "empty client id accepted",
             First,
             "10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             |p| {
@@ -2266,7 +2269,7 @@ fn connect_payload_mqtt_3_1_2_9_17_19_and_3_1_3_1() {
             },
         ),
         pass(
-            "client id of the 23 characters every server allows [MQTT-3.1.3-5]",
+            "client id of the 23 characters every server allows [MQTT-3.1.3-5] (5.0)",
             First,
             "10 24 00 04 4d 51 54 54 05 02 00 3c 00 00 17 \
              30 31 32 33 34 35 36 37 38 39 61 62 63 64 65 66 67 68 69 6a 41 42 43",
@@ -2288,69 +2291,69 @@ fn first_packet_is_connect_mqtt_3_1_0_1() {
     let not_connect = |packet| E::ExpectedConnect(packet);
     run(&[
         fail(
-            "PUBLISH first [MQTT-3.1.0-1]",
+            "PUBLISH first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "30 05 00 01 61 68 69",
             not_connect(T::Publish),
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBLISH first, refused from its fixed header alone [MQTT-3.1.0-1]",
+            "PUBLISH first, refused from its fixed header alone [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "30 10",
             not_connect(T::Publish),
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE first [MQTT-3.1.0-1]",
+            "SUBSCRIBE first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "82 06 00 01 00 01 61 00",
             not_connect(T::Subscribe),
             PROTOCOL_ERROR,
         ),
         fail(
-            "PINGREQ first [MQTT-3.1.0-1]",
+            "PINGREQ first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "c0 00",
             not_connect(T::PingReq),
             PROTOCOL_ERROR,
         ),
         fail(
-            "DISCONNECT first [MQTT-3.1.0-1]",
+            "DISCONNECT first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "e0 00",
             not_connect(T::Disconnect),
             PROTOCOL_ERROR,
         ),
         fail(
-            "AUTH first [MQTT-3.1.0-1]",
+            "AUTH first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "f0 00",
             not_connect(T::Auth),
             PROTOCOL_ERROR,
         ),
         fail(
-            "CONNACK first [MQTT-3.1.0-1]",
+            "CONNACK first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "20 02 00 00",
             not_connect(T::ConnAck),
             PROTOCOL_ERROR,
         ),
         fail(
-            "PUBACK first [MQTT-3.1.0-1]",
+            "PUBACK first [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "40 02 00 01",
             not_connect(T::PubAck),
             PROTOCOL_ERROR,
         ),
         pass(
-            "CONNECT first accepted [MQTT-3.1.0-1]",
+            "CONNECT first accepted [MQTT-3.1.0-1] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             |p| eq("packet type", &p.packet_type(), &T::Connect),
         ),
         wait(
-            "CONNECT first waits for its body [MQTT-3.1.0-1]",
+            "CONNECT first waits for its body [MQTT-3.1.0-1] (3.1.1) (5.0)",
             First,
             "10 0c 00 04",
             10,
@@ -2363,77 +2366,77 @@ fn subscribe_and_unsubscribe_payload_mqtt_3_8_3_and_3_10_3_2() {
     use On::{V311, V5};
     run(&[
         fail(
-            "SUBSCRIBE without topic filters 3.1.1 [MQTT-3.8.3-3]",
+            "SUBSCRIBE without topic filters [MQTT-3.8.3-3] (3.1.1)",
             V311,
             "82 02 00 01",
             E::NoTopicFilters(T::Subscribe),
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE without topic filters [MQTT-3.8.3-2]",
+            "SUBSCRIBE without topic filters [MQTT-3.8.3-2] (5.0)",
             V5,
             "82 03 00 01 00",
             E::NoTopicFilters(T::Subscribe),
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE options bit 6 set [MQTT-3.8.3-5]",
+            "SUBSCRIBE options bit 6 set [MQTT-3.8.3-5] (5.0)",
             V5,
             "82 07 00 01 00 00 01 61 40",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bit 7 set [MQTT-3.8.3-5]",
+            "SUBSCRIBE options bit 7 set [MQTT-3.8.3-5] (5.0)",
             V5,
             "82 07 00 01 00 00 01 61 80",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bits 6 and 7 set with QoS 1 [MQTT-3.8.3-5]",
+            "SUBSCRIBE options bits 6 and 7 set with QoS 1 [MQTT-3.8.3-5] (5.0)",
             V5,
             "82 07 00 01 00 00 01 61 c1",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bit 2 set 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE options bit 2 set [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 06 00 01 00 01 61 04",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bit 3 set 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE options bit 3 set [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 06 00 01 00 01 61 08",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bit 4 set 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE options bit 4 set [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 06 00 01 00 01 61 10",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE options bit 7 set 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE options bit 7 set [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 06 00 01 00 01 61 80",
             E::SubscriptionOptionsReserved,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE QoS 3 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE QoS 3 [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 06 00 01 00 01 61 03",
             E::InvalidQoS,
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE QoS 3 in the second filter 3.1.1 [MQTT-3.8.3-4]",
+            "SUBSCRIBE QoS 3 in the second filter [MQTT-3.8.3-4] (3.1.1)",
             V311,
             "82 0a 00 01 00 01 61 01 00 01 62 03",
             E::InvalidQoS,
@@ -2453,35 +2456,35 @@ fn subscribe_and_unsubscribe_payload_mqtt_3_8_3_and_3_10_3_2() {
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE No Local on a shared subscription [MQTT-3.8.3-4]",
+            "SUBSCRIBE No Local on a shared subscription [MQTT-3.8.3-4] (5.0)",
             V5,
             "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 67 2f 61 04",
             E::NoLocalOnSharedSubscription,
             PROTOCOL_ERROR,
         ),
         fail(
-            "SUBSCRIBE filter without its options byte [MQTT-3.8.3-2]",
+            "SUBSCRIBE filter without its options byte [MQTT-3.8.3-3] (3.1.1)",
             V311,
             "82 05 00 01 00 01 61",
             E::Truncated("subscription options"),
             MALFORMED,
         ),
         fail(
-            "SUBSCRIBE filter longer than the packet [MQTT-3.8.3-1]",
+            "SUBSCRIBE filter longer than the packet [MQTT-3.8.3-1] (3.1.1)",
             V311,
             "82 05 00 01 00 05 61",
             E::Truncated("topic filter"),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE without topic filters [MQTT-3.10.3-2] (3.1.1 same id)",
+            "UNSUBSCRIBE without topic filters [MQTT-3.10.3-2] (3.1.1)",
             V311,
             "a2 02 00 01",
             E::NoTopicFilters(T::Unsubscribe),
             PROTOCOL_ERROR,
         ),
         fail(
-            "UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]",
+            "UNSUBSCRIBE without topic filters [MQTT-3.10.3-2] (5.0)",
             V5,
             "a2 03 00 01 00",
             E::NoTopicFilters(T::Unsubscribe),
@@ -2505,7 +2508,7 @@ fn subscribe_and_unsubscribe_payload_mqtt_3_8_3_and_3_10_3_2() {
             },
         ),
         pass(
-            "SUBSCRIBE shared subscription without No Local accepted [MQTT-3.8.3-4]",
+            "SUBSCRIBE shared subscription without No Local accepted [MQTT-3.8.3-4] (5.0)",
             V5,
             "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 67 2f 61 11",
             |p| {
@@ -2521,7 +2524,7 @@ fn subscribe_and_unsubscribe_payload_mqtt_3_8_3_and_3_10_3_2() {
             },
         ),
         pass(
-            "SUBSCRIBE with three filters, QoS 0, 1, 2 3.1.1 [MQTT-3.8.3-3]",
+            "SUBSCRIBE with three filters, QoS 0, 1, 2 [MQTT-3.8.3-3] (3.1.1)",
             V311,
             "82 0e 00 05 00 01 61 00 00 01 62 01 00 01 63 02",
             |p| {
@@ -2557,7 +2560,7 @@ fn subscribe_and_unsubscribe_payload_mqtt_3_8_3_and_3_10_3_2() {
             },
         ),
         pass(
-            "UNSUBSCRIBE with two filters [MQTT-3.10.3-1]",
+            "UNSUBSCRIBE with two filters [MQTT-3.10.3-1] (5.0)",
             V5,
             "a2 0b 00 07 00 00 01 61 00 03 62 2f 23",
             |p| {
@@ -2577,119 +2580,119 @@ fn topic_filters_mqtt_4_7_1_1_and_4_7_1_2() {
     let plus = E::String(S::MisplacedSingleLevelWildcard);
     run(&[
         fail(
-            "filter a# [MQTT-4.7.1-1] 3.1.1 [MQTT-4.7.1-2]",
+            "filter a# [MQTT-4.7.1-2] (3.1.1)",
             V311,
             "82 07 00 01 00 02 61 23 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a# [MQTT-4.7.1-1]",
+            "filter a# [MQTT-4.7.1-1] (5.0)",
             V5,
             "82 08 00 01 00 00 02 61 23 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a/#/b [MQTT-4.7.1-1] 3.1.1 [MQTT-4.7.1-2]",
+            "filter a/#/b [MQTT-4.7.1-2] (3.1.1)",
             V311,
             "82 0a 00 01 00 05 61 2f 23 2f 62 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a/#/b [MQTT-4.7.1-1]",
+            "filter a/#/b [MQTT-4.7.1-1] (5.0)",
             V5,
             "82 0b 00 01 00 00 05 61 2f 23 2f 62 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter #/ [MQTT-4.7.1-1] 3.1.1 [MQTT-4.7.1-2]",
+            "filter #/ [MQTT-4.7.1-2] (3.1.1)",
             V311,
             "82 07 00 01 00 02 23 2f 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a/b# [MQTT-4.7.1-1]",
+            "filter a/b# [MQTT-4.7.1-1] (5.0)",
             V5,
             "82 0a 00 01 00 00 04 61 2f 62 23 00",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a+ [MQTT-4.7.1-2] 3.1.1 [MQTT-4.7.1-3]",
+            "filter a+ [MQTT-4.7.1-3] (3.1.1)",
             V311,
             "82 07 00 01 00 02 61 2b 00",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a+ [MQTT-4.7.1-2]",
+            "filter a+ [MQTT-4.7.1-2] (5.0)",
             V5,
             "82 08 00 01 00 00 02 61 2b 00",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "filter +a/b [MQTT-4.7.1-2] 3.1.1 [MQTT-4.7.1-3]",
+            "filter +a/b [MQTT-4.7.1-3] (3.1.1)",
             V311,
             "82 09 00 01 00 04 2b 61 2f 62 00",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "filter a/+b/c [MQTT-4.7.1-2]",
+            "filter a/+b/c [MQTT-4.7.1-2] (5.0)",
             V5,
             "82 0c 00 01 00 00 06 61 2f 2b 62 2f 63 00",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "filter ++ [MQTT-4.7.1-2] 3.1.1 [MQTT-4.7.1-3]",
+            "filter ++ [MQTT-4.7.1-3] (3.1.1)",
             V311,
             "82 07 00 01 00 02 2b 2b 00",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "empty filter [MQTT-4.7.3-1] (3.1.1 same id)",
+            "empty filter [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "82 05 00 01 00 00 00",
             E::String(S::EmptyTopic),
             MALFORMED,
         ),
         fail(
-            "empty filter [MQTT-4.7.3-1]",
+            "empty filter [MQTT-4.7.3-1] (5.0)",
             V5,
             "82 06 00 01 00 00 00 00",
             E::String(S::EmptyTopic),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE filter a# [MQTT-4.7.1-1] 3.1.1 [MQTT-4.7.1-2]",
+            "UNSUBSCRIBE filter a# [MQTT-4.7.1-2] (3.1.1)",
             V311,
             "a2 06 00 01 00 02 61 23",
             hash.clone(),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE filter a+ [MQTT-4.7.1-2]",
+            "UNSUBSCRIBE filter a+ [MQTT-4.7.1-2] (5.0)",
             V5,
             "a2 07 00 01 00 00 02 61 2b",
             plus.clone(),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE empty filter [MQTT-4.7.3-1]",
+            "UNSUBSCRIBE empty filter [MQTT-4.7.3-1] (3.1.1)",
             V311,
             "a2 04 00 01 00 00",
             E::String(S::EmptyTopic),
             MALFORMED,
         ),
         pass(
-            "filters #, +, +/+/#, a//b, /+, $SYS/# accepted [MQTT-4.7.1-1] [MQTT-4.7.1-2]",
+            "filters #, +, +/+/#, a//b, /+, $SYS/# accepted [MQTT-4.7.1-2] (3.1.1) [MQTT-4.7.1-3] (3.1.1)",
             V311,
             "82 27 00 01 00 01 23 00 00 01 2b 00 00 05 2b 2f 2b 2f 23 00 \
              00 04 61 2f 2f 62 00 00 02 2f 2b 00 00 06 24 53 59 53 2f 23 00",
@@ -2708,7 +2711,7 @@ fn topic_filters_mqtt_4_7_1_1_and_4_7_1_2() {
             },
         ),
         pass(
-            "filter sport/+/player1 accepted [MQTT-4.7.1-2]",
+            "filter sport/+/player1 accepted [MQTT-4.7.1-2] (5.0)",
             V5,
             "82 15 00 01 00 00 0f 73 70 6f 72 74 2f 2b 2f 70 6c 61 79 65 72 31 00",
             |p| {
@@ -2726,63 +2729,63 @@ fn shared_subscriptions_mqtt_4_8_2_1_and_4_8_2_2() {
     let shared = E::String(S::InvalidSharedSubscription);
     run(&[
         fail(
-            "$share/ without a share name [MQTT-4.8.2-1]",
+            "$share/ without a share name [MQTT-4.8.2-1] (5.0)",
             V5,
             "82 0d 00 01 00 00 07 24 73 68 61 72 65 2f 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share//a with an empty share name [MQTT-4.8.2-1]",
+            "$share//a with an empty share name [MQTT-4.8.2-1] (5.0)",
             V5,
             "82 0f 00 01 00 00 09 24 73 68 61 72 65 2f 2f 61 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share/g without / and a filter [MQTT-4.8.2-2]",
+            "$share/g without / and a filter [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 0e 00 01 00 00 08 24 73 68 61 72 65 2f 67 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share/g/ with an empty filter [MQTT-4.8.2-2]",
+            "$share/g/ with an empty filter [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 0f 00 01 00 00 09 24 73 68 61 72 65 2f 67 2f 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share/g+/a with + in the share name [MQTT-4.8.2-2]",
+            "$share/g+/a with + in the share name [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 11 00 01 00 00 0b 24 73 68 61 72 65 2f 67 2b 2f 61 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share/#/a with # as the share name [MQTT-4.8.2-2]",
+            "$share/#/a with # as the share name [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 23 2f 61 00",
             shared.clone(),
             MALFORMED,
         ),
         fail(
-            "$share/g/a# with a misplaced # in the filter [MQTT-4.8.2-2] [MQTT-4.7.1-1]",
+            "$share/g/a# with a misplaced # in the filter [MQTT-4.8.2-2] (5.0) [MQTT-4.7.1-1] (5.0)",
             V5,
             "82 11 00 01 00 00 0b 24 73 68 61 72 65 2f 67 2f 61 23 00",
             E::String(S::MisplacedMultiLevelWildcard),
             MALFORMED,
         ),
         fail(
-            "UNSUBSCRIBE $share/g [MQTT-4.8.2-2]",
+            "UNSUBSCRIBE $share/g [MQTT-4.8.2-2] (5.0)",
             V5,
             "a2 0d 00 01 00 00 08 24 73 68 61 72 65 2f 67",
             shared.clone(),
             MALFORMED,
         ),
         pass(
-            "$share/g/a/+ accepted [MQTT-4.8.2-1] [MQTT-4.8.2-2]",
+            "$share/g/a/+ accepted [MQTT-4.8.2-1] (5.0) [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 12 00 01 00 00 0c 24 73 68 61 72 65 2f 67 2f 61 2f 2b 01",
             |p| {
@@ -2792,7 +2795,7 @@ fn shared_subscriptions_mqtt_4_8_2_1_and_4_8_2_2() {
             },
         ),
         pass(
-            "$share/g/# accepted [MQTT-4.8.2-2]",
+            "$share/g/# accepted [MQTT-4.8.2-2] (5.0)",
             V5,
             "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 67 2f 23 00",
             |p| {
@@ -2802,7 +2805,7 @@ fn shared_subscriptions_mqtt_4_8_2_1_and_4_8_2_2() {
             },
         ),
         pass(
-            "$sharex/a is an ordinary filter [MQTT-4.8.2-1]",
+            "$sharex/a is an ordinary filter [MQTT-4.8.2-1] (5.0)",
             V5,
             "82 0f 00 01 00 00 09 24 73 68 61 72 65 78 2f 61 00",
             |p| {
@@ -2820,98 +2823,98 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
     let invalid = |packet, code| E::InvalidReasonCode { packet, code };
     run(&[
         fail(
-            "PUBACK reason 0x03 is not a reason code [MQTT-3.4.2-1]",
+            "PUBACK reason 0x03 is not a reason code [MQTT-3.4.2-1] (5.0)",
             V5,
             "40 03 00 01 03",
             invalid(T::PubAck, 0x03),
             MALFORMED,
         ),
         fail(
-            "PUBACK reason 0x92 belongs to PUBREL/PUBCOMP [MQTT-3.4.2-1]",
+            "PUBACK reason 0x92 belongs to PUBREL/PUBCOMP [MQTT-3.4.2-1] (5.0)",
             V5,
             "40 03 00 01 92",
             invalid(T::PubAck, 0x92),
             MALFORMED,
         ),
         fail(
-            "PUBACK reason 0x04 belongs to DISCONNECT [MQTT-3.4.2-1]",
+            "PUBACK reason 0x04 belongs to DISCONNECT [MQTT-3.4.2-1] (5.0)",
             V5,
             "40 04 00 01 04 00",
             invalid(T::PubAck, 0x04),
             MALFORMED,
         ),
         fail(
-            "PUBREC reason 0x92 [MQTT-3.5.2-1]",
+            "PUBREC reason 0x92 [MQTT-3.5.2-1] (5.0)",
             V5,
             "50 03 00 01 92",
             invalid(T::PubRec, 0x92),
             MALFORMED,
         ),
         fail(
-            "PUBREL reason 0x10 [MQTT-3.6.2-1]",
+            "PUBREL reason 0x10 [MQTT-3.6.2-1] (5.0)",
             V5,
             "62 03 00 01 10",
             invalid(T::PubRel, 0x10),
             MALFORMED,
         ),
         fail(
-            "PUBCOMP reason 0x80 [MQTT-3.7.2-1]",
+            "PUBCOMP reason 0x80 [MQTT-3.7.2-1] (5.0)",
             V5,
             "70 03 00 01 80",
             invalid(T::PubComp, 0x80),
             MALFORMED,
         ),
         fail(
-            "SUBACK reason 0x03 [MQTT-3.9.3-2]",
+            "SUBACK reason 0x03",
             V5,
             "90 04 00 01 00 03",
             invalid(T::SubAck, 0x03),
             MALFORMED,
         ),
         fail(
-            "SUBACK reason 0x11 belongs to UNSUBACK [MQTT-3.9.3-2]",
+            "SUBACK reason 0x11 belongs to UNSUBACK",
             V5,
             "90 05 00 01 00 01 11",
             invalid(T::SubAck, 0x11),
             MALFORMED,
         ),
         fail(
-            "UNSUBACK reason 0x01 [MQTT-3.11.3-2]",
+            "UNSUBACK reason 0x01",
             V5,
             "b0 04 00 01 00 01",
             invalid(T::UnsubAck, 0x01),
             MALFORMED,
         ),
         fail(
-            "DISCONNECT reason 0x18 belongs to AUTH [MQTT-3.14.2-1]",
+            "DISCONNECT reason 0x18 belongs to AUTH [MQTT-3.14.2-1] (5.0)",
             V5,
             "e0 01 18",
             invalid(T::Disconnect, 0x18),
             MALFORMED,
         ),
         fail(
-            "DISCONNECT reason 0x84 belongs to CONNACK [MQTT-3.14.2-1]",
+            "DISCONNECT reason 0x84 belongs to CONNACK [MQTT-3.14.2-1] (5.0)",
             V5,
             "e0 01 84",
             invalid(T::Disconnect, 0x84),
             MALFORMED,
         ),
         fail(
-            "AUTH reason 0x04 [MQTT-3.15.2-1]",
+            "AUTH reason 0x04 [MQTT-3.15.2-1] (5.0)",
             V5,
             "f0 01 04",
             invalid(T::Auth, 0x04),
             MALFORMED,
         ),
         fail(
-            "CONNACK reason 0x04 [MQTT-3.2.2-8]",
+            "CONNACK reason 0x04",
             V5,
             "20 03 00 04 00",
             invalid(T::ConnAck, 0x04),
             MALFORMED,
         ),
         fail(
-            "CONNACK reason 0x8B belongs to DISCONNECT [MQTT-3.2.2-8]",
+            "CONNACK reason 0x8B belongs to DISCONNECT",
             V5,
             "20 03 00 8b 00",
             invalid(T::ConnAck, 0x8B),
@@ -2925,28 +2928,28 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             MALFORMED,
         ),
         fail(
-            "SUBACK return code 0x03 3.1.1 [MQTT-3.9.3-2]",
+            "SUBACK return code 0x03",
             V311,
             "90 03 00 01 03",
             invalid(T::SubAck, 0x03),
             MALFORMED,
         ),
         fail(
-            "SUBACK return code 0x81 3.1.1 [MQTT-3.9.3-2]",
+            "SUBACK return code 0x81",
             V311,
             "90 03 00 01 81",
             invalid(T::SubAck, 0x81),
             MALFORMED,
         ),
         fail(
-            "CONNACK acknowledge flag bit 1 set [MQTT-3.2.2-1]",
+            "CONNACK acknowledge flag bit 1 set",
             V5,
             "20 03 02 00 00",
             E::ConnAckReservedFlags,
             MALFORMED,
         ),
         fail(
-            "CONNACK acknowledge flag bit 7 set [MQTT-3.2.2-1]",
+            "CONNACK acknowledge flag bit 7 set",
             V5,
             "20 03 80 00 00",
             E::ConnAckReservedFlags,
@@ -2960,7 +2963,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             MALFORMED,
         ),
         pass(
-            "PUBACK reason 0x10 No matching subscribers accepted [MQTT-3.4.2-1]",
+            "PUBACK reason 0x10 No matching subscribers accepted [MQTT-3.4.2-1] (5.0)",
             V5,
             "40 03 00 01 10",
             |p| {
@@ -2969,7 +2972,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             },
         ),
         pass(
-            "PUBREL reason 0x92 Packet Identifier not found accepted [MQTT-3.6.2-1]",
+            "PUBREL reason 0x92 Packet Identifier not found accepted [MQTT-3.6.2-1] (5.0)",
             V5,
             "62 03 00 01 92",
             |p| {
@@ -2978,7 +2981,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             },
         ),
         pass(
-            "CONNACK reason 0x84 Unsupported Protocol Version accepted [MQTT-3.2.2-8]",
+            "CONNACK reason 0x84 Unsupported Protocol Version accepted",
             V5,
             "20 03 00 84 00",
             |p| {
@@ -2991,7 +2994,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             },
         ),
         pass(
-            "CONNACK session present, return code 0, 3.1.1 [MQTT-3.2.2-2]",
+            "CONNACK session present, return code 0",
             V311,
             "20 02 01 00",
             |p| {
@@ -3010,7 +3013,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             },
         ),
         pass(
-            "SUBACK return code 0x80 Failure 3.1.1 [MQTT-3.9.3-2]",
+            "SUBACK return code 0x80 Failure",
             V311,
             "90 04 00 01 02 80",
             |p| {
@@ -3023,7 +3026,7 @@ fn reason_codes_mqtt_3_2_2_8_and_3_4_2_1() {
             },
         ),
         pass(
-            "SUBACK reason 0xA2 Wildcard Subscriptions not supported [MQTT-3.9.3-2]",
+            "SUBACK reason 0xA2 Wildcard Subscriptions not supported",
             V5,
             "90 05 00 01 00 01 a2",
             |p| {
@@ -3060,14 +3063,14 @@ fn packets_end_where_remaining_length_says_mqtt_3_14_1_1() {
             MALFORMED,
         ),
         fail(
-            "3.1.1 DISCONNECT with remaining length 1, 3.1.1 §3.14.1 [MQTT-3.14.1-1]",
+            "3.1.1 DISCONNECT with remaining length 1, 3.1.1 §3.14.1 [MQTT-3.14.1-1] (3.1.1)",
             V311,
             "e0 01 00",
             E::TrailingBytes(1),
             MALFORMED,
         ),
         fail(
-            "3.1.1 DISCONNECT with a v5 reason and property length, 3.1.1 §3.14.1 [MQTT-3.14.1-1]",
+            "3.1.1 DISCONNECT with a v5 reason and property length, 3.1.1 §3.14.1 [MQTT-3.14.1-1] (3.1.1)",
             V311,
             "e0 02 04 00",
             E::TrailingBytes(2),
@@ -3192,7 +3195,7 @@ fn valid_packets_decode_to_typed_values() {
     use On::{First, V311, V5};
     run(&[
         pass(
-            "3.1.1 CONNECT, the shortest: empty client id 3.1.1 [MQTT-3.1.3-3]",
+            "3.1.1 CONNECT, the shortest: empty client id [MQTT-3.1.3-3] (3.1.1)",
             First,
             "10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00",
             |p| {
@@ -3208,7 +3211,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 CONNECT with will QoS 1 retained, user name and password 3.1.1 [MQTT-3.1.3-1]",
+            "3.1.1 CONNECT with will QoS 1 retained, user name and password [MQTT-3.1.3-1] (3.1.1)",
             First,
             "10 1b 00 04 4d 51 54 54 04 ee 00 0a 00 01 63 00 01 77 00 03 62 79 65 \
              00 01 75 00 01 70",
@@ -3234,7 +3237,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 CONNECT, the shortest: Property Length 0 [MQTT-2.2.2-1]",
+            "5.0 CONNECT, the shortest: Property Length 0 [MQTT-2.2.2-1] (5.0)",
             First,
             "10 0d 00 04 4d 51 54 54 05 02 00 3c 00 00 00",
             |p| {
@@ -3245,7 +3248,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 CONNECT with properties, will properties, user name and password [MQTT-3.1.3-1]",
+            "5.0 CONNECT with properties, will properties, user name and password [MQTT-3.1.3-1] (5.0)",
             First,
             "10 30 00 04 4d 51 54 54 05 d6 00 1e \
              0d 11 00 00 00 78 21 00 0a 27 00 00 10 00 \
@@ -3292,7 +3295,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 PUBLISH QoS 1 3.1.1 [MQTT-3.3.2-1]",
+            "3.1.1 PUBLISH QoS 1 [MQTT-3.3.2-1] (3.1.1)",
             V311,
             "32 07 00 01 61 00 0a 68 69",
             |p| {
@@ -3310,7 +3313,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 PUBLISH QoS 1 with properties [MQTT-3.3.2-1]",
+            "5.0 PUBLISH QoS 1 with properties [MQTT-3.3.2-1] (5.0)",
             V5,
             "32 25 00 03 61 2f 62 00 05 \
              1b 01 01 02 00 00 00 3c 03 00 01 74 09 00 02 01 02 \
@@ -3352,7 +3355,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 PUBACK 3.1.1 [MQTT-2.3.1-6]",
+            "3.1.1 PUBACK [MQTT-2.3.1-6] (3.1.1)",
             V311,
             "40 02 00 0a",
             |p| {
@@ -3372,7 +3375,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 PUBREC 0x80 with a Reason String [MQTT-3.5.2-1]",
+            "5.0 PUBREC 0x80 with a Reason String [MQTT-3.5.2-1] (5.0)",
             V5,
             "50 08 00 0a 80 04 1f 00 01 78",
             |p| {
@@ -3386,7 +3389,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 PUBCOMP with reason and Property Length 0 [MQTT-3.7.2-1]",
+            "5.0 PUBCOMP with reason and Property Length 0 [MQTT-3.7.2-1] (5.0)",
             V5,
             "70 04 00 0b 00 00",
             |p| {
@@ -3396,7 +3399,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 SUBSCRIBE with two filters 3.1.1 [MQTT-3.8.3-3]",
+            "3.1.1 SUBSCRIBE with two filters [MQTT-3.8.3-3] (3.1.1)",
             V311,
             "82 0a 00 02 00 01 61 01 00 01 23 02",
             |p| {
@@ -3415,7 +3418,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 SUBSCRIBE with a Subscription Identifier [MQTT-3.8.3-2]",
+            "5.0 SUBSCRIBE with a Subscription Identifier [MQTT-3.8.3-2] (5.0)",
             V5,
             "82 0d 00 02 02 0b 05 00 01 61 15 00 01 23 00",
             |p| {
@@ -3437,7 +3440,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 SUBACK 3.1.1 [MQTT-3.9.3-2]",
+            "3.1.1 SUBACK",
             V311,
             "90 03 00 02 01",
             |p| {
@@ -3447,7 +3450,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 UNSUBSCRIBE 3.1.1 [MQTT-3.10.3-2]",
+            "3.1.1 UNSUBSCRIBE [MQTT-3.10.3-2] (3.1.1)",
             V311,
             "a2 05 00 03 00 01 61",
             |p| {
@@ -3468,7 +3471,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 UNSUBACK with two reason codes [MQTT-3.11.3-2]",
+            "5.0 UNSUBACK with two reason codes",
             V5,
             "b0 05 00 03 00 00 11",
             |p| {
@@ -3481,7 +3484,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "3.1.1 CONNACK accepted, session present 0 3.1.1 [MQTT-3.2.2-1]",
+            "3.1.1 CONNACK accepted, session present 0",
             V311,
             "20 02 00 00",
             |p| {
@@ -3491,7 +3494,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 CONNACK with properties [MQTT-3.2.2-8]",
+            "5.0 CONNACK with properties",
             V5,
             "20 0b 01 00 08 24 01 22 00 0a 13 00 3c",
             |p| {
@@ -3511,7 +3514,7 @@ fn valid_packets_decode_to_typed_values() {
             eq("packet", p, &Packet::PingReq)
         }),
         pass(
-            "5.0 DISCONNECT with remaining length 0 means Normal [MQTT-3.14.2-1]",
+            "5.0 DISCONNECT with remaining length 0 means Normal [MQTT-3.14.2-1] (5.0)",
             V5,
             "e0 00",
             |p| {
@@ -3524,7 +3527,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 AUTH with remaining length 0 means Success [MQTT-3.15.2-1]",
+            "5.0 AUTH with remaining length 0 means Success [MQTT-3.15.2-1] (5.0)",
             V5,
             "f0 00",
             |p| {
@@ -3534,7 +3537,7 @@ fn valid_packets_decode_to_typed_values() {
             },
         ),
         pass(
-            "5.0 AUTH Continue with method and data [MQTT-4.12.0-5]",
+            "5.0 AUTH Continue with method and data [MQTT-4.12.0-5] (5.0)",
             V5,
             "f0 0c 18 0a 15 00 03 61 62 63 16 00 01 78",
             |p| {

@@ -28,11 +28,12 @@
 //! 3. The versions a test runs come from its name, split on `_`: a `v311` token means
 //!    MQTT 3.1.1, a `v5` token MQTT 5.0 (a name may hold both), `v31` means MQTT 3.1, which
 //!    has no numbered statements and so counts for nothing.
-//! 4. A citation is pinned to one version by a marker right after it (spaces allowed):
-//!    `(3.1.1)` or `(v3.1.1)`, `(5.0)` or `(v5)`. A pinned citation counts only for that
-//!    version, and only if the test runs it (or the test's name has no version token). An
-//!    unpinned citation counts for every version the test's name gives. A pin marker covers
-//!    only the citation it follows: write `[MQTT-3.3.1-5] (5.0), [MQTT-3.3.1-9] (5.0)`.
+//! 4. A citation is pinned to a version by a marker right after it (spaces allowed):
+//!    `(3.1.1)` or `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to
+//!    both. A pinned citation counts only for its versions, and for each only if the test
+//!    runs it (or the test's name has no version token). An unpinned citation counts for
+//!    every version the test's name gives. Markers pin only the citation they follow: write
+//!    `[MQTT-3.3.1-5] (5.0), [MQTT-3.3.1-9] (5.0)`, not `[MQTT-3.3.1-5], [MQTT-3.3.1-9] (5.0)`.
 //! 5. A test whose name has no version token must pin every citation.
 //! 6. `test_versions!(check => name_v311_..., name_v5_...);` (tests/common/mod.rs) makes two
 //!    tests that run `fn check(v)`; each has the citations of `check` (its comment block and
@@ -1152,7 +1153,8 @@ fn scan_tests(root: &Path, errors: &mut Vec<String>) -> Vec<TestCase> {
 struct Citation {
     line: usize,
     ids: Vec<String>,
-    pin: Option<Version>,
+    /// The versions it is pinned to; empty when unpinned.
+    pins: BTreeSet<Version>,
 }
 
 const PIN_MARKERS: [(&str, Version); 4] = [
@@ -1210,14 +1212,23 @@ fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
             ));
             continue;
         };
-        let after = &rest[close + 1..];
-        let after_trim = after.trim_start_matches([' ', '\t']);
-        let mut pin = None;
-        if let Some(inner) = after_trim.strip_prefix('(') {
+        // Pin markers, possibly several: `[MQTT-3.6.1-1] (3.1.1) (5.0)`.
+        let mut after = &rest[close + 1..];
+        let mut pins = BTreeSet::new();
+        let mut malformed = false;
+        loop {
+            let trimmed = after.trim_start_matches([' ', '\t']);
+            let Some(inner) = trimmed.strip_prefix('(') else {
+                break;
+            };
             let content = inner.split(')').next().unwrap_or("");
             if let Some((_, v)) = PIN_MARKERS.iter().find(|(m, _)| *m == content) {
-                pin = Some(*v);
-            } else if PIN_MARKERS.iter().any(|(m, _)| {
+                pins.insert(*v);
+                after = &inner[content.len()..];
+                after = after.strip_prefix(')').unwrap_or(after);
+                continue;
+            }
+            if PIN_MARKERS.iter().any(|(m, _)| {
                 content.strip_prefix(m).is_some_and(|tail| {
                     !tail.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.')
                 })
@@ -1231,10 +1242,14 @@ fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
                         &rest[..close]
                     ),
                 ));
-                continue;
+                malformed = true;
             }
+            break;
         }
-        found.push(Citation { line, ids, pin });
+        if malformed {
+            continue;
+        }
+        found.push(Citation { line, ids, pins });
     }
     (found, bad)
 }
@@ -1312,43 +1327,42 @@ fn cover(
                 errors.push(format!("{}: {why}", at(line)));
             }
             for citation in found {
-                let counted: Vec<Version> = match citation.pin {
-                    Some(v) => {
-                        for id in &citation.ids {
-                            if !spec(v).has(id) {
-                                errors.push(format!(
-                                    "{}: [{id}] ({}) is not a statement of MQTT {}; check the \
-                                     id in tests/conformance/mqtt-{}-statements.tsv",
-                                    at(citation.line),
-                                    v.label(),
-                                    v.label(),
-                                    v.label()
-                                ));
-                            }
-                        }
-                        if !has_token || runs.contains(&v) {
-                            vec![v]
-                        } else {
-                            Vec::new()
+                let counted: Vec<Version> = if !citation.pins.is_empty() {
+                    for &v in &citation.pins {
+                        for id in citation.ids.iter().filter(|id| !spec(v).has(id)) {
+                            errors.push(format!(
+                                "{}: [{id}] ({}) is not a statement of MQTT {}; check the id in \
+                                 tests/conformance/{}",
+                                at(citation.line),
+                                v.label(),
+                                v.label(),
+                                v.statements_file()
+                            ));
                         }
                     }
-                    None if !has_token => {
-                        errors.push(format!(
-                            "{}: [{}] is not pinned to a version and the test's name has no \
-                             version token; pin it (`[{}] (3.1.1)` or `(5.0)`) or put `v311` \
-                             / `v5` in the name",
-                            at(citation.line),
-                            citation.ids.join("/"),
-                            citation.ids[0]
-                        ));
-                        Vec::new()
-                    }
-                    None => runs.iter().copied().collect(),
+                    citation
+                        .pins
+                        .iter()
+                        .copied()
+                        .filter(|v| !has_token || runs.contains(v))
+                        .collect()
+                } else if !has_token {
+                    errors.push(format!(
+                        "{}: [{}] is not pinned to a version and the test's name has no version \
+                         token; pin it (`[{}] (3.1.1)` or `(5.0)`, or both) or put `v311` / `v5` \
+                         in the name",
+                        at(citation.line),
+                        citation.ids.join("/"),
+                        citation.ids[0]
+                    ));
+                    Vec::new()
+                } else {
+                    runs.iter().copied().collect()
                 };
                 for v in counted {
                     for id in &citation.ids {
                         let Some(status) = spec(v).applicability.get(id) else {
-                            if citation.pin.is_none() {
+                            if citation.pins.is_empty() {
                                 errors.push(format!(
                                     "{}: [{id}] is not a statement of MQTT {} (the test's name \
                                      says it runs {}); fix the id, or pin it to the version it \
@@ -1414,10 +1428,11 @@ Both statement a broker cannot honour or check (or one that is really about the 
 2. `[MQTT-3.1.2-14/15]` is shorthand for `[MQTT-3.1.2-14]` and `[MQTT-3.1.2-15]`.
 3. The versions a test runs come from its name, split on `_`: `v311` is MQTT 3.1.1, `v5` is
    MQTT 5.0 (a name may hold both); `v31` is MQTT 3.1, which has no numbered statements.
-4. A marker right after a citation pins it to one version: `(3.1.1)` or `(v3.1.1)`, `(5.0)`
-   or `(v5)`. A pinned citation counts only for that version, and only if the test runs it
-   (or its name has no version token); an unpinned one counts for every version in the
-   name. A marker pins only the citation it follows.
+4. A marker right after a citation pins it to a version: `(3.1.1)` or `(v3.1.1)`, `(5.0)` or
+   `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to both. A pinned citation counts only
+   for its versions, and for each only if the test runs it (or its name has no version
+   token); an unpinned one counts for every version in the name. Markers pin only the
+   citation they follow.
 5. A test whose name has no version token must pin every citation.
 6. `test_versions!(check => name_v311_..., name_v5_...);` makes two tests that run
    `fn check(v)`; each has the citations of `check` (comment block and body) and the version
@@ -1608,22 +1623,25 @@ fn citations_pins_shorthand_and_malformed() {
     let (found, bad) = citations(&span(
         "// [MQTT-1.5.3-1] (3.1.1) / [MQTT-1.5.4-1](v5): text\n\
          // [MQTT-3.1.2-14/15] (5.0) and [MQTT-4.7.1-2] (see 4.7)\n\
-         // [MQTT-3.2.0-1: first] [MQTT-4.6.0-6] (3.1.1: acks in order)",
+         // [MQTT-3.2.0-1: first] [MQTT-4.6.0-6] (3.1.1: acks in order)\n\
+         // [MQTT-3.6.1-1] (v3.1.1) (5.0) both",
     ));
-    let ids = |c: &Citation| c.ids.join(",");
-    let got: Vec<(usize, String, Option<Version>)> =
-        found.iter().map(|c| (c.line, ids(c), c.pin)).collect();
+    let got: Vec<(usize, String, Vec<&str>)> = found
+        .iter()
+        .map(|c| {
+            let pins = c.pins.iter().map(|v| v.label()).collect();
+            (c.line, c.ids.join(","), pins)
+        })
+        .collect();
+    let row = |line: usize, ids: &str, pins: &[&'static str]| (line, ids.to_owned(), pins.to_vec());
     assert_eq!(
         got,
         [
-            (1, "MQTT-1.5.3-1".to_owned(), Some(Version::V311)),
-            (1, "MQTT-1.5.4-1".to_owned(), Some(Version::V5)),
-            (
-                2,
-                "MQTT-3.1.2-14,MQTT-3.1.2-15".to_owned(),
-                Some(Version::V5)
-            ),
-            (2, "MQTT-4.7.1-2".to_owned(), None),
+            row(1, "MQTT-1.5.3-1", &["3.1.1"]),
+            row(1, "MQTT-1.5.4-1", &["5.0"]),
+            row(2, "MQTT-3.1.2-14,MQTT-3.1.2-15", &["5.0"]),
+            row(2, "MQTT-4.7.1-2", &[]),
+            row(4, "MQTT-3.6.1-1", &["3.1.1", "5.0"]),
         ]
     );
     let bad_lines: Vec<usize> = bad.iter().map(|(l, _)| *l).collect();
