@@ -116,7 +116,7 @@ const VIOLATIONS: &[(&str, &str, &str)] = &[
     ),
     // [MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (5.0): SUBSCRIBE without a topic filter.
     ("SUBSCRIBE without filters", "82 02 00 01", "82 03 00 01 00"),
-    // [MQTT-4.7.1-2] `#` not last in a topic filter.
+    // [MQTT-4.7.1-2] (3.1.1) / [MQTT-4.7.1-1] (5.0): `#` not last in a topic filter.
     (
         "`#` inside a filter",
         "82 08 00 01 00 03 61 23 62 00",
@@ -142,7 +142,9 @@ fn bystander_unaffected(broker: &Broker, v: ProtocolVersion, bystander: &mut Cli
 }
 
 // [MQTT-4.8.0-1] (3.1.1) A malformed packet closes that connection, with nothing sent back,
-// and only that one.
+// and only that one. The rows of MALFORMED check [MQTT-3.3.1-4], [MQTT-1.5.3-1],
+// [MQTT-1.5.3-2], [MQTT-3.8.1-1], [MQTT-3.6.1-1], [MQTT-3.8.3-4], [MQTT-3.14.1-1], and for
+// the fixed-header flags [MQTT-2.2.2-2].
 #[test]
 fn malformed_packet_closes_only_that_connection_v311_mqtt_4_8_0_1() {
     let broker = Broker::start_default();
@@ -160,6 +162,9 @@ fn malformed_packet_closes_only_that_connection_v311_mqtt_4_8_0_1() {
 // (`e0 01 81`, properties allowed), and only that one. The DISCONNECT is a SHOULD in
 // section 4.13.2 (a MUST for DISCONNECT's own flags, [MQTT-3.14.1-1]) that issue 3 makes a
 // requirement; Mosquitto sends it except for the rows marked `mosquitto_closes_silently`.
+// The rows of MALFORMED check [MQTT-3.3.1-4], [MQTT-1.5.4-1], [MQTT-1.5.4-2],
+// [MQTT-3.8.1-1], [MQTT-3.6.1-1], [MQTT-3.8.3-5], [MQTT-1.5.5-1], and for the fixed-header
+// flags [MQTT-2.1.3-1].
 #[test]
 fn malformed_packet_gets_disconnect_0x81_then_close_v5_mqtt_4_13_1_1() {
     let broker = Broker::start_default();
@@ -180,7 +185,9 @@ fn malformed_packet_gets_disconnect_0x81_then_close_v5_mqtt_4_13_1_1() {
 }
 
 // [MQTT-4.8.0-1] (3.1.1) / [MQTT-4.13.1-1] (5.0) Protocol violations close the connection
-// (5.0: a DISCONNECT first, if any, with a code of 0x80 or more), and only that one.
+// (5.0: a DISCONNECT first, if any, with a code of 0x80 or more), and only that one. The
+// rows of VIOLATIONS check [MQTT-3.3.2-2], [MQTT-2.3.1-1] (3.1.1) / [MQTT-2.2.1-3] (5.0),
+// [MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (5.0), [MQTT-4.7.1-2] (3.1.1) / [MQTT-4.7.1-1] (5.0).
 fn check_violations(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut watcher = bystander(&broker, v);
@@ -202,9 +209,9 @@ fn check_violations(v: ProtocolVersion) {
 test_versions!(check_violations => protocol_violation_closes_only_that_connection_v311_mqtt_4_8_0_1,
     protocol_violation_closes_only_that_connection_v5_mqtt_4_13_1_1);
 
-// Bytes that are not MQTT at all, before any CONNECT (an HTTP request, a TLS ClientHello,
-// a five-byte remaining length, a truncated CONNECT): the connection closes and the broker
-// keeps serving.
+// [MQTT-3.1.0-1] (3.1.1) (5.0) Bytes that are not MQTT at all, before any CONNECT (an HTTP
+// request, a TLS ClientHello, a five-byte remaining length, a truncated CONNECT): the
+// connection closes and the broker keeps serving.
 #[test]
 fn garbage_before_connect_closes_connection_mqtt_3_1_0_1() {
     let broker = Broker::start_default();
@@ -253,8 +260,8 @@ fn oversized_publish_start(v: ProtocolVersion, total: usize) -> Vec<u8> {
 }
 
 // Section 3.2.2.3.6 / 4.13 (5.0): the server advertises its Maximum Packet Size in CONNACK;
-// a larger packet gets DISCONNECT 0x95 (Packet too large) and the connection is closed.
-// A packet within the limit passes. Others are not affected.
+// a larger packet gets DISCONNECT 0x95 (Packet too large) and the connection is closed
+// [MQTT-3.2.2-15]. A packet within the limit passes. Others are not affected.
 #[test]
 fn packet_too_large_gets_disconnect_0x95_v5_mqtt_3_2_2_15() {
     let broker = small_packets_broker();

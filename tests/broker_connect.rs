@@ -28,8 +28,9 @@ fn broker_still_serves(broker: &Broker, v: ProtocolVersion) {
     c.ping();
 }
 
-// [MQTT-3.1.0-1] The first packet from the client must be CONNECT; anything else is a
-// protocol violation and the server closes the connection [MQTT-4.8.0-1] without a reply.
+// [MQTT-3.1.0-1] (3.1.1) (5.0) The first packet from the client must be CONNECT; anything
+// else is a protocol violation and the server closes the connection [MQTT-4.8.0-1] (3.1.1)
+// without a reply.
 #[test]
 fn first_packet_other_than_connect_closes_connection_mqtt_3_1_0_1() {
     let broker = Broker::start_default();
@@ -83,7 +84,7 @@ fn second_connect_gets_disconnect_0x82_v5_mqtt_3_1_0_2_ringmq_only() {
     c.expect_closed(CLOSE);
 }
 
-// [MQTT-3.1.2-2] An unsupported protocol level is refused with CONNACK 0x01 (3.1.1:
+// [MQTT-3.1.2-2] (3.1.1) (5.0) An unsupported protocol level is refused with CONNACK 0x01 (3.1.1:
 // "unacceptable protocol level") and the connection closed. The 5.0 spec names the same
 // answer 0x84 (Unsupported Protocol Version); a server cannot know which format a client of
 // an unknown level reads, so either exact encoding passes: `20 02 00 01` or `20 03 00 84 00`.
@@ -104,8 +105,9 @@ fn unsupported_protocol_level_refused_with_connack_0x01_mqtt_3_1_2_2() {
     broker_still_serves(&broker, V311);
 }
 
-// [MQTT-3.1.2-1] A wrong protocol name: the server may disconnect (ringmq and mosquitto do),
-// and must not go on as if it were MQTT; no CONNACK [MQTT-3.1.4-1].
+// [MQTT-3.1.2-1] (3.1.1) (5.0) A wrong protocol name: the server may disconnect (ringmq and
+// mosquitto do), and must not go on as if it were MQTT; no CONNACK [MQTT-3.1.4-1] (3.1.1)
+// (5.0).
 #[test]
 fn unknown_protocol_name_closes_connection_mqtt_3_1_2_1() {
     let broker = Broker::start_default();
@@ -145,7 +147,7 @@ fn connect_reserved_flag_closes_connection_v5_mqtt_3_1_2_3() {
 }
 
 // [MQTT-3.1.4-4] (3.1.1) An acceptable CONNECT is answered with CONNACK return code 0,
-// exactly `20 02 00 00` [MQTT-3.2.0-1: the first packet the server sends].
+// exactly `20 02 00 00`, the first packet the server sends [MQTT-3.2.0-1].
 #[test]
 fn connect_accepted_with_connack_0_v311_mqtt_3_1_4_4() {
     let broker = Broker::start_default();
@@ -170,7 +172,7 @@ fn connect_accepted_with_connack_success_v5_mqtt_3_2_0_1() {
     c.expect_bytes("d0 00");
 }
 
-// [MQTT-3.1.3-5] Client ids of 1 to 23 bytes of [0-9a-zA-Z] must be allowed.
+// [MQTT-3.1.3-5] (3.1.1) (5.0) Client ids of 1 to 23 bytes of [0-9a-zA-Z] must be allowed.
 #[test]
 fn client_id_of_23_alphanumerics_accepted_mqtt_3_1_3_5() {
     let broker = Broker::start_default();
@@ -188,7 +190,8 @@ fn client_id_of_23_alphanumerics_accepted_mqtt_3_1_3_5() {
 }
 
 // [MQTT-3.1.3-8] (3.1.1) A zero-byte client id with CleanSession 0 is refused with CONNACK
-// 0x02 (identifier rejected) and the connection closed; [MQTT-3.1.3-7] is the client's side.
+// 0x02 (identifier rejected) and the connection closed: so the server enforces the client's
+// side, [MQTT-3.1.3-7].
 #[test]
 fn empty_client_id_with_clean_session_0_refused_v311_mqtt_3_1_3_8() {
     let broker = Broker::start_default();

@@ -25,7 +25,7 @@ fn version(i: usize) -> ProtocolVersion {
     }
 }
 
-// [MQTT-4.6.0-5] and Promise 2 of the design: 8 publishers and 8 subscribers with different
+// [MQTT-4.6.0-5] (3.1.1) (5.0) and Promise 2 of the design: 8 publishers and 8 subscribers with different
 // client ids (both protocol versions); every publisher sends 5 messages to every
 // subscriber's own topic and 5 to a topic all share, at QoS 1 or 2. Each subscriber gets
 // each message exactly once, every publisher's messages in order.
@@ -80,7 +80,7 @@ fn publishers_and_subscribers_on_all_shards_exchange_messages_mqtt_4_6_0_5() {
     }
 }
 
-// [MQTT-4.6.0-5] 10,000 QoS 1 messages from one publisher (pipelined, 16 unacknowledged at a
+// [MQTT-4.6.0-5] (3.1.1) (5.0) 10,000 QoS 1 messages from one publisher (pipelined, 16 unacknowledged at a
 // time) reach each of four subscribers with other client ids in publish order, none lost
 // and none twice.
 #[test]
@@ -178,9 +178,10 @@ fn subscribe_then_publish_race_loses_no_message() {
     }
 }
 
-// [MQTT-4.7.1-2] / [MQTT-4.7.1-3] Wildcard subscriptions are routed across shards too: 8
+// Sections 4.7.1.2 and 4.7.1.3: wildcard subscriptions are routed across shards too. 8
 // subscribers split between `cw/#`, `cw/+/x` and `cw/a/x` each get all 50 messages of a
-// publisher on `cw/a/x`, once each and in order.
+// publisher on `cw/a/x`, once each and in order: the message is added to the session of
+// every client with a matching subscription [MQTT-4.5.0-1] (3.1.1) (5.0).
 #[test]
 fn wildcard_subscribers_on_all_shards_receive_each_message_once() {
     const N: usize = 50;
@@ -205,7 +206,7 @@ fn wildcard_subscribers_on_all_shards_receive_each_message_once() {
     }
 }
 
-// [MQTT-3.10.4-2] An UNSUBSCRIBE takes effect on every shard: after 8 subscribers with
+// [MQTT-3.10.4-2] (3.1.1) (5.0) An UNSUBSCRIBE takes effect on every shard: after 8 subscribers with
 // different ids unsubscribed, no publisher's message on the topic reaches any of them (each
 // publisher's fence message, sent after it, arrives alone).
 #[test]

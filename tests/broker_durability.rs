@@ -110,10 +110,11 @@ fn tagged(payload: &str) -> (String, usize) {
 
 // [MQTT-3.1.2-5] (3.1.1) / [MQTT-3.1.2-23] (5.0): the QoS 1 and 2 messages stored for an
 // offline persistent session are session state, so a restart loses none whose PUBACK /
-// PUBREC reached the publisher. On reconnection Session Present is 1 ([MQTT-3.2.2-2] 3.1.1,
-// [MQTT-3.2.2-3] 5.0); the messages arrive in publish order per publisher [MQTT-4.6.0-5], at
-// their own QoS, with DUP 0 since they were never sent [MQTT-3.3.1-1]; and the subscription
-// survived too: a message published after the restart arrives live.
+// PUBREC reached the publisher. On reconnection Session Present is 1 ([MQTT-3.2.2-2] (3.1.1),
+// [MQTT-3.2.2-3] (5.0)); the messages arrive in publish order per publisher [MQTT-4.6.0-5],
+// at their own QoS, with DUP 0 since they were never sent (DUP says only whether the packet
+// is a retransmission [MQTT-3.3.1-3]); and the subscription survived too: a message
+// published after the restart arrives live.
 fn check_queued_survive(v: ProtocolVersion, down: Down) {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {
         return;
@@ -169,9 +170,9 @@ restart_tests!(check_queued_survive =>
 
 // [MQTT-4.4.0-1] with [MQTT-3.3.1-1]: QoS 1 messages the server had sent but the subscriber
 // had not acknowledged when the broker went down are resent on reconnection with their
-// original packet ids and DUP 1 (`3a`), in the order first sent [MQTT-4.6.0-6]. After a clean
-// stop, what was acknowledged stays acknowledged: nothing comes back after one more
-// restart. (After `kill -9` a QoS 1 message may legally arrive twice, so that last part is
+// original packet ids and DUP 1 (`3a`), in the order first sent [MQTT-4.6.0-6] (3.1.1).
+// After a clean stop, what was acknowledged stays acknowledged: nothing comes back after one
+// more restart. (After `kill -9` a QoS 1 message may legally arrive twice, so that last part is
 // checked for the clean stop only.)
 fn check_inflight_resent(v: ProtocolVersion, down: Down) {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {
@@ -215,9 +216,10 @@ restart_tests!(check_inflight_resent =>
 
 // [MQTT-4.4.0-1] Outbound QoS 2 state across a restart: a message whose PUBREC the server
 // had received gets its PUBREL resent with the same packet id (`62 02 <id>`), not the
-// PUBLISH ([MQTT-4.3.3-6] in 5.0: no PUBLISH again once PUBREL was sent); a message not yet
-// PUBREC'd is resent as PUBLISH with DUP 1 (`3c`) and its id. The two may come in either
-// order. Once both flows are complete nothing more arrives.
+// PUBLISH (no PUBLISH again once PUBREL was sent: [MQTT-4.3.3-6] (5.0), a bullet of
+// [MQTT-4.3.3-1] (3.1.1)); a message not yet PUBREC'd is resent as PUBLISH with DUP 1 (`3c`)
+// and its id. The two may come in either order. Once both flows are complete nothing more
+// arrives.
 fn check_pubrel_resent(v: ProtocolVersion, down: Down) {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {
         return;
@@ -270,8 +272,8 @@ restart_tests!(check_pubrel_resent =>
     pubrel_resent_after_pubrec_across_kill9_v5_ringmq_only_mqtt_4_3_3_6: V5, Down::Kill9;
 );
 
-// Exactly once for outbound QoS 2 across restarts ([MQTT-4.3.3-1]/[MQTT-4.3.3-2] 3.1.1, the
-// sender's side): a queue half drained before the restart, with more sent but not
+// Exactly once for outbound QoS 2 across restarts ([MQTT-4.3.3-1] (3.1.1), the sender's
+// side): a queue half drained before the restart, with more sent but not
 // acknowledged when the broker went down, yields every message once, in order, and none of
 // those completed before. PUBREL for a completed one may come again (its PUBCOMP may not
 // have been read before the broker went down) and is answered with PUBCOMP.
@@ -362,9 +364,10 @@ fn expect_retained(broker: &Broker, v: ProtocolVersion, topic_filter: &str, want
 }
 
 // [MQTT-3.3.1-5] A retained message is stored for future subscribers, a newer one replaces
-// it [MQTT-3.3.1-7], and an empty one clears it [MQTT-3.3.1-10] / [MQTT-3.3.1-11]; the store
-// outlives restarts: after each, a new subscription [MQTT-3.3.1-6] gets exactly what
-// survived, also when a message recovered from the log is cleared or replaced later.
+// it, and an empty one clears it ([MQTT-3.3.1-10] (3.1.1), [MQTT-3.3.1-11] (3.1.1) /
+// [MQTT-3.3.1-6] (5.0), [MQTT-3.3.1-7] (5.0)); the store outlives restarts: after each, a new
+// subscription gets exactly what survived ([MQTT-3.3.1-6] (3.1.1) / [MQTT-3.3.1-9] (5.0)),
+// also when a message recovered from the log is cleared or replaced later.
 // Published at QoS 1 so that each change is acknowledged. The topics hash to several
 // shards.
 fn check_retained(v: ProtocolVersion, down: Down) {
@@ -413,8 +416,8 @@ restart_tests!(check_retained =>
 // of a QoS 2 PUBLISH answers a PUBLISH with the same packet id with PUBREC and must not
 // deliver the message onward again. PUBREC promised that across restarts too: the
 // publisher's session comes back with the packet id, its resent PUBLISH (DUP 1, as
-// [MQTT-4.4.0-1] says) gets PUBREC and is not routed, and PUBREL gets PUBCOMP (Success)
-// [MQTT-4.3.3-11]. The persistent subscriber gets the message exactly once. A subscriber
+// MQTT-4.4.0-1 has the client do) gets PUBREC and is not routed, and PUBREL gets PUBCOMP
+// (Success) [MQTT-4.3.3-11] (5.0). The persistent subscriber gets the message exactly once. A subscriber
 // that subscribed after the restart gets it at most once: ringmq routes a QoS 2 message when
 // it first receives it, and recovery may finish routing one it cannot prove had reached
 // every shard, which a new subscription can catch; but never twice.
@@ -554,11 +557,13 @@ fn check_expired_while_down(down: Down) {
     );
 }
 
+// [MQTT-4.1.0-2], [MQTT-3.1.2-23]: see `check_expired_while_down`.
 #[test]
 fn session_expired_while_broker_down_is_gone_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
     check_expired_while_down(Down::Stop);
 }
 
+// [MQTT-4.1.0-2], [MQTT-3.1.2-23]: see `check_expired_while_down`.
 #[test]
 fn session_expired_while_broker_killed_is_gone_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
     check_expired_while_down(Down::Kill9);
@@ -590,11 +595,13 @@ fn check_expiry_counts_on_after_restart(down: Down) {
     );
 }
 
+// [MQTT-4.1.0-2]: see `check_expiry_counts_on_after_restart`.
 #[test]
 fn session_expiry_counts_on_after_restart_v5_ringmq_only_mqtt_4_1_0_2() {
     check_expiry_counts_on_after_restart(Down::Stop);
 }
 
+// [MQTT-4.1.0-2]: see `check_expiry_counts_on_after_restart`.
 #[test]
 fn session_expiry_counts_on_after_kill9_v5_ringmq_only_mqtt_4_1_0_2() {
     check_expiry_counts_on_after_restart(Down::Kill9);
@@ -617,7 +624,7 @@ fn receive_through_fence(c: &mut Client, fence: &str, expected: &[&str]) -> Vec<
     got
 }
 
-// Wills across a restart. [MQTT-3.1.2-10] (3.1.1 and 5.0; [MQTT-3.14.4-3] in 5.0): the Will
+// Wills across a restart. [MQTT-3.1.2-10] and [MQTT-3.14.4-3] (both versions): the Will
 // Message is removed from the session once the server has received a normal DISCONNECT, so
 // the will of "dw-gone", which disconnected normally just before the broker went down, is
 // never published. ringmq also logs the will of a persistent session while its client is
@@ -674,7 +681,7 @@ restart_tests!(check_wills =>
     will_after_kill9_published_once_not_after_disconnect_v5_ringmq_only_mqtt_3_14_4_3: V5, Down::Kill9;
 );
 
-// Subscriptions are session state ([MQTT-3.1.2-4] 3.1.1, [MQTT-3.1.2-5] 5.0): after a
+// Subscriptions are session state ([MQTT-3.1.2-4] (3.1.1), [MQTT-3.1.2-5] (5.0)): after a
 // restart, resuming without SUBSCRIBE gets live messages for every filter the session held
 // (exact, `+`, `#`), each at the QoS granted (the lower of the publish and subscription
 // QoS), and none for a filter it unsubscribed before the restart.
@@ -822,8 +829,8 @@ fn shard_count_change_rehomes_sessions_kill9_ringmq_only() {
 
 // [MQTT-3.1.2-6] (3.1.1): a CleanSession 1 session lasts as long as its connection and its
 // state must not be reused; in 5.0 a session with Clean Start 1 discards the old one
-// [MQTT-3.1.2-4] and one with Session Expiry Interval 0 ends with its connection
-// [MQTT-3.1.2-23]. None of them may come back from the disk: after the restart a Clean
+// [MQTT-3.1.2-4] (5.0) and one with Session Expiry Interval 0 ends with its connection
+// [MQTT-3.1.2-23] (5.0). None of them may come back from the disk: after the restart a Clean
 // Start 0 reconnection gets Session Present 0 ([MQTT-3.2.2-3]) and no old subscription
 // delivers. Covered: a clean session still connected (with a message in flight) when the
 // broker goes down, one that had ended, a persistent session that a clean one replaced, and
@@ -938,8 +945,9 @@ fn recovery_logged_once_per_shard_after_kill9_ringmq_only() {
     check_recovery_logged(Down::Kill9);
 }
 
-// [MQTT-3.3.2-5]: a queued message whose Message Expiry Interval has passed is not
-// delivered; [MQTT-3.3.2-6]: one that is delivered carries what is left of its interval.
+// [MQTT-3.3.2-5] (5.0): a queued message whose Message Expiry Interval has passed is not
+// delivered; [MQTT-3.3.2-6] (5.0): one that is delivered carries what is left of its
+// interval.
 // The offline queue is on disk, and the clock keeps counting across a restart.
 #[test]
 fn queued_messages_expire_and_carry_the_time_left_ringmq_only_mqtt_3_3_2_5() {
@@ -979,7 +987,7 @@ fn queued_messages_expire_and_carry_the_time_left_ringmq_only_mqtt_3_3_2_5() {
 // Retained messages sent to a persistent session at SUBSCRIBE are queued like any other
 // delivery: those behind its window, and the one in flight, survive a kill -9.
 #[test]
-fn retained_messages_queued_at_subscribe_survive_kill9_ringmq_only() {
+fn retained_messages_queued_at_subscribe_survive_kill9_v5_ringmq_only() {
     if skip_unless_ringmq("ringmq logs retained deliveries to persistent sessions") {
         return;
     }
@@ -995,7 +1003,7 @@ fn retained_messages_queued_at_subscribe_survive_kill9_ringmq_only() {
     let mut c = Client::connect(broker.addr(), narrow);
     c.subscribe_one("rq/+", QoS::AtLeastOnce);
     let first = c.recv_publish();
-    assert!(first.retain, "sent as retained [MQTT-3.3.1-8]");
+    assert!(first.retain, "sent as retained (MQTT-3.3.1-8 of 3.1.1)");
     c.expect_nothing(QUIET);
     drop(c);
     broker.kill9();

@@ -32,7 +32,8 @@ fn silent_until_closed(broker: &Broker, v: ProtocolVersion, secs: u16) -> Durati
 
 // [MQTT-3.1.2-24] (3.1.1) / [MQTT-3.1.2-22] (5.0) With keep-alive 1 s and no packet from
 // the client, the server closes the connection after 1.5 s, and not before the client's
-// keep-alive period itself has passed.
+// keep-alive period itself has passed. The server sends no Server Keep Alive here, so it
+// uses the client's [MQTT-3.2.2-22] (5.0).
 fn check_timeout(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let closed_after = silent_until_closed(&broker, v, 1);
@@ -45,9 +46,9 @@ fn check_timeout(v: ProtocolVersion) {
 test_versions!(check_timeout => keep_alive_timeout_closes_connection_v311_mqtt_3_1_2_24,
     keep_alive_timeout_closes_connection_v5_mqtt_3_1_2_22);
 
-// [MQTT-3.1.2-23] (3.1.1) / [MQTT-3.1.2-20] (5.0): a client that sends a control packet
-// within each keep-alive period (PINGREQ, or any other) stays connected, here for three
-// times its 1 s keep-alive; each PINGREQ gets its PINGRESP [MQTT-3.12.4-1].
+// A client that sends a control packet within each keep-alive period (PINGREQ, or any
+// other), as MQTT-3.1.2-23 (3.1.1) / MQTT-3.1.2-20 (5.0) ask of it, stays connected, here
+// for three times its 1 s keep-alive; each PINGREQ gets its PINGRESP [MQTT-3.12.4-1].
 fn check_kept_alive(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut c = connect(v, "chatty");
@@ -82,9 +83,9 @@ fn check_keep_alive_zero(v: ProtocolVersion) {
 test_versions!(check_keep_alive_zero => keep_alive_zero_never_times_out_v311_mqtt_3_1_2_24,
     keep_alive_zero_never_times_out_v5_mqtt_3_1_2_22);
 
-// [MQTT-3.2.2-21] / [MQTT-3.2.2-22] (5.0) A server with a keep-alive cap of 10 s tells a
-// client asking for 60 s (or for 0) Server Keep Alive 10; a client asking for 5 s keeps its
-// own (no Server Keep Alive, or 5).
+// Section 3.2.2.3.14 (5.0): a server with a keep-alive cap of 10 s tells a client asking for
+// 60 s (or for 0) Server Keep Alive 10, which the client must then use (MQTT-3.2.2-21); a
+// client asking for 5 s keeps its own (no Server Keep Alive, or 5).
 #[test]
 fn server_keep_alive_caps_client_keep_alive_v5_mqtt_3_2_2_21() {
     let broker = Broker::start(
@@ -106,8 +107,9 @@ fn server_keep_alive_caps_client_keep_alive_v5_mqtt_3_2_2_21() {
     }
 }
 
-// [MQTT-3.2.2-21] (5.0) The Server Keep Alive the server sends is the one it enforces: a cap
-// of 1 s closes a client that asked for 60 s after 1.5 s of silence. (Mosquitto refuses a
+// [MQTT-3.1.2-22] (5.0) with the Server Keep Alive in place of the client's keep-alive (as
+// MQTT-3.2.2-21 has the client use it): the value the server sends is the one it enforces;
+// a cap of 1 s closes a client that asked for 60 s after 1.5 s of silence. (Mosquitto refuses a
 // `max_keepalive` below 10, so under it the cap is 10 s and the test takes 15 s or more.)
 #[test]
 fn server_keep_alive_is_enforced_v5_mqtt_3_2_2_21() {

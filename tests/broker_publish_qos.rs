@@ -48,10 +48,11 @@ fn check_qos1(v: ProtocolVersion) {
 test_versions!(check_qos1 => qos1_puback_and_delivery_bytes_v311_mqtt_4_3_2_2,
     qos1_puback_and_delivery_bytes_v5_mqtt_4_3_2_4);
 
-// [MQTT-4.3.3-2] (3.1.1) / [MQTT-4.3.3-8] and [MQTT-4.3.3-11] (5.0) QoS 2 inbound: PUBREC
-// `50 02 00 07`, and PUBREL `62 02 00 07` gets PUBCOMP `70 02 00 07`.
-// [MQTT-4.3.3-1] QoS 2 outbound: the server sends `34 ...`, and answers the subscriber's
-// PUBREC with PUBREL `62 02 <id>`.
+// [MQTT-4.3.3-2] (3.1.1) / [MQTT-4.3.3-8] (5.0) and [MQTT-4.3.3-11] (5.0) QoS 2 inbound:
+// PUBREC `50 02 00 07`, and PUBREL `62 02 00 07` gets PUBCOMP `70 02 00 07`.
+// [MQTT-4.3.3-1] (3.1.1) / [MQTT-4.3.3-2] (5.0) and [MQTT-4.3.3-4] (5.0) QoS 2 outbound: the
+// server sends `34 ...` (QoS 2, DUP 0), and answers the subscriber's PUBREC with PUBREL
+// `62 02 <id>`.
 fn check_qos2(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let (mut sub, mut publisher) = pair(&broker, v, "q/2", qos(2));
@@ -100,7 +101,8 @@ fn check_qos2_resend(v: ProtocolVersion) {
 test_versions!(check_qos2_resend => qos2_resent_publish_delivered_once_v311_mqtt_4_3_3_2,
     qos2_resent_publish_delivered_once_v5_mqtt_4_3_3_10);
 
-// [MQTT-4.3.2-2] A QoS 1 PUBLISH nobody subscribed to is still acknowledged: `40 02 00 05`;
+// [MQTT-4.3.2-2] (3.1.1) / [MQTT-4.3.2-4] (5.0) A QoS 1 PUBLISH nobody subscribed to is
+// still acknowledged: `40 02 00 05`;
 // a v5 server may say 0x10 (No matching subscribers): `40 03 00 05 10`.
 fn check_ack_without_subscribers(v: ProtocolVersion) {
     let broker = Broker::start_default();

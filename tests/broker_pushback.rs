@@ -65,7 +65,7 @@ fn take(sub: &mut Client, n: u16) {
     assert_eq!(text(&p), n.to_string(), "messages in order, none lost");
 }
 
-/// [MQTT-4.6.0-6] (3.1.1: acknowledgements in the order of the PUBLISHes) with pushback at
+/// [MQTT-4.6.0-6] (3.1.1) (acknowledgements in the order of the PUBLISHes) with pushback at
 /// 10 queued messages: 30 messages to a subscriber that has acknowledged none. The first 10
 /// are acknowledged at once; the 11th fills the queue to the mark, so its acknowledgement
 /// and every later one wait until the subscriber has drained its queue to 5. Nothing is
@@ -118,6 +118,7 @@ fn slow_subscriber_holds_back_acknowledgements(
     }
 }
 
+// [MQTT-4.6.0-6]: see `slow_subscriber_holds_back_acknowledgements`.
 #[test]
 fn pushback_qos1_v311_publisher_same_shard_mqtt_4_6_0_6() {
     slow_subscriber_holds_back_acknowledgements(V311, QoS::AtLeastOnce, 1, false);
@@ -133,6 +134,7 @@ fn pushback_qos1_v5_publisher_other_shard() {
     slow_subscriber_holds_back_acknowledgements(V5, QoS::AtLeastOnce, 2, true);
 }
 
+// [MQTT-4.6.0-6]: see `slow_subscriber_holds_back_acknowledgements`.
 #[test]
 fn pushback_qos2_v311_publisher_other_shard() {
     slow_subscriber_holds_back_acknowledgements(V311, QoS::ExactlyOnce, 2, true);

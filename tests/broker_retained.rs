@@ -49,10 +49,10 @@ fn expect_retained(
     sub.expect_nothing(QUIET);
 }
 
-// [MQTT-3.3.1-5], [MQTT-3.3.1-6], [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-5], [MQTT-3.3.1-9]
-// (5.0): a retained message is stored and sent to a later subscription with RETAIN 1,
-// exactly `31 <len> <topic> [00] <payload>` at QoS 0. The publisher has gone by then:
-// retained messages are not session state [MQTT-3.1.2-7].
+// [MQTT-3.3.1-5]; [MQTT-3.3.1-6] (3.1.1), [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0): a
+// retained message is stored and sent to a later subscription with RETAIN 1, exactly
+// `31 <len> <topic> [00] <payload>` at QoS 0. The publisher has gone by then: retained
+// messages are not session state [MQTT-3.1.2-7] (3.1.1).
 fn check_retained_on_subscribe(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut publisher = broker.client(v, "pub");
@@ -81,10 +81,10 @@ fn check_replace(v: ProtocolVersion) {
 test_versions!(check_replace => retained_message_replaced_v311_mqtt_3_3_1_5,
     retained_message_replaced_v5_mqtt_3_3_1_5);
 
-// [MQTT-3.3.1-10] / [MQTT-3.3.1-11] (3.1.1), [MQTT-3.3.1-6] / [MQTT-3.3.1-7] (5.0): a
-// retained PUBLISH with an empty payload is delivered as normal (to existing subscribers,
-// RETAIN 0: `30 05 00 03 72 2f 74 [00]`), removes the retained message, and is not stored
-// itself.
+// [MQTT-3.3.1-10] (3.1.1) / [MQTT-3.3.1-11] (3.1.1), [MQTT-3.3.1-6] (5.0) /
+// [MQTT-3.3.1-7] (5.0): a retained PUBLISH with an empty payload is delivered as normal (to
+// existing subscribers, RETAIN 0: `30 05 00 03 72 2f 74 [00]`), removes the retained
+// message, and is not stored itself.
 fn check_delete(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut existing = broker.client(v, "existing");
@@ -112,7 +112,7 @@ fn retained_qos0_message_replaces_previous_mqtt_3_3_1_7() {
     expect_retained(&broker, V311, "r/t", qos(1), "r/t", &[("r/t", "qos0")]);
 }
 
-// [MQTT-3.3.1-9] (3.1.1) / [MQTT-3.3.1-12] (5.0, Retain As Published 0): a retained
+// [MQTT-3.3.1-9] (3.1.1) / [MQTT-3.3.1-12] (5.0) (Retain As Published 0): a retained
 // message sent to an existing subscription has RETAIN 0: exactly `30 ...`.
 fn check_retain_0_for_existing(v: ProtocolVersion) {
     let broker = Broker::start_default();
@@ -139,8 +139,8 @@ fn check_non_retained_leaves_store(v: ProtocolVersion) {
 test_versions!(check_non_retained_leaves_store => publish_without_retain_leaves_retained_message_v311_mqtt_3_3_1_12,
     publish_without_retain_leaves_retained_message_v5_mqtt_3_3_1_8);
 
-// [MQTT-3.3.1-6] (3.1.1) A new subscription gets the last retained message of every
-// matching topic. With four shards the retained store is partitioned, so a wildcard
+// [MQTT-3.3.1-6] (3.1.1) / [MQTT-3.3.1-9] (5.0) A new subscription gets the last retained
+// message of every matching topic. With four shards the retained store is partitioned, so a wildcard
 // subscription collects from all of them.
 fn check_wildcard_collects(v: ProtocolVersion) {
     let broker = Broker::with_shards(4);
@@ -158,7 +158,7 @@ test_versions!(check_wildcard_collects => wildcard_subscription_gets_every_match
     wildcard_subscription_gets_every_matching_retained_message_v5_mqtt_3_3_1_9);
 
 // [MQTT-3.3.1-5] The retained message is stored with its QoS; a new subscription gets it at
-// the minimum of that QoS and the granted one [MQTT-3.8.4-6].
+// the minimum of that QoS and the granted one [MQTT-3.8.4-6] (3.1.1) / [MQTT-3.8.4-8] (5.0).
 fn check_retained_qos(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut publisher = broker.client(v, "pub");

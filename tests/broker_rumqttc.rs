@@ -131,8 +131,8 @@ mod v311 {
         )
     }
 
-    /// [MQTT-4.3.1-1] .. [MQTT-4.3.3-2]: a message at `qos` to a QoS 2 subscription arrives
-    /// once, at `qos`, with its topic and payload.
+    /// The QoS 0, 1 and 2 flows (MQTT-4.3.1-1 to MQTT-4.3.3-2): a message at `qos` to a
+    /// QoS 2 subscription arrives once, at `qos`, with its topic and payload.
     async fn end_to_end(qos: QoS) {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
@@ -146,24 +146,27 @@ mod v311 {
         no_publish(&mut sub_ev).await;
     }
 
+    // [MQTT-4.3.1-1]: see `end_to_end`.
     #[tokio::test]
-    async fn qos0_end_to_end_mqtt_4_3_1_1() {
+    async fn qos0_end_to_end_v311_mqtt_4_3_1_1() {
         end_to_end(QoS::AtMostOnce).await;
     }
 
+    // [MQTT-4.3.2-2]: see `end_to_end` (PUBACK to the publisher).
     #[tokio::test]
-    async fn qos1_end_to_end_mqtt_4_3_2_2() {
+    async fn qos1_end_to_end_v311_mqtt_4_3_2_2() {
         end_to_end(QoS::AtLeastOnce).await;
     }
 
+    // [MQTT-4.3.3-2]: see `end_to_end` (PUBREC, then PUBCOMP for PUBREL, to the publisher).
     #[tokio::test]
-    async fn qos2_end_to_end_mqtt_4_3_3_2() {
+    async fn qos2_end_to_end_v311_mqtt_4_3_3_2() {
         end_to_end(QoS::ExactlyOnce).await;
     }
 
     // [MQTT-3.8.4-6] The delivered QoS is the minimum of published and granted.
     #[tokio::test]
-    async fn delivered_qos_is_min_of_published_and_granted_mqtt_3_8_4_6() {
+    async fn delivered_qos_is_min_of_published_and_granted_v311_mqtt_3_8_4_6() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "min/t", QoS::AtLeastOnce).await;
@@ -180,9 +183,10 @@ mod v311 {
         assert_eq!(next_publish(&mut sub_ev).await.qos, QoS::AtLeastOnce);
     }
 
-    // [MQTT-4.7.1-2] / [MQTT-4.7.1-3] `+` and `#`, each on its own subscriber.
+    // Sections 4.7.1.2 and 4.7.1.3: `+` and `#`, each on its own subscriber, get every
+    // matching message [MQTT-4.5.0-1] and no other [MQTT-3.3.2-3].
     #[tokio::test]
-    async fn wildcards_match_levels_mqtt_4_7_1_2() {
+    async fn wildcards_match_levels_v311_mqtt_4_7_1_2() {
         let broker = Broker::start_default();
         let (plus, mut plus_ev, _) = connect(options(&broker, "plus")).await;
         subscribe(&plus, &mut plus_ev, "w/+/x", QoS::AtLeastOnce).await;
@@ -213,7 +217,7 @@ mod v311 {
     // [MQTT-3.3.1-5] / [MQTT-3.3.1-6] / [MQTT-3.3.1-8] A retained message reaches a later
     // subscriber with RETAIN 1; [MQTT-3.3.1-10] an empty retained message removes it.
     #[tokio::test]
-    async fn retained_message_delivered_to_new_subscriber_mqtt_3_3_1_6() {
+    async fn retained_message_delivered_to_new_subscriber_v311_mqtt_3_3_1_6() {
         let broker = Broker::start_default();
         let (publisher, mut pub_ev, _) = connect(options(&broker, "pub")).await;
         publish(
@@ -247,7 +251,7 @@ mod v311 {
 
     // [MQTT-3.1.2-8] The will is published when the client goes away without DISCONNECT.
     #[tokio::test]
-    async fn will_published_when_client_drops_mqtt_3_1_2_8() {
+    async fn will_published_when_client_drops_v311_mqtt_3_1_2_8() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "will/#", QoS::AtLeastOnce).await;
@@ -269,7 +273,7 @@ mod v311 {
     // [MQTT-3.1.2-5] / [MQTT-3.2.2-2] A CleanSession 0 client that reconnects gets Session
     // Present 1 and the QoS 1 messages published while it was away, in order.
     #[tokio::test]
-    async fn persistent_session_resumes_with_queued_messages_mqtt_3_1_2_5() {
+    async fn persistent_session_resumes_with_queued_messages_v311_mqtt_3_1_2_5() {
         let broker = Broker::start_default();
         let mut o = options(&broker, "durable");
         o.set_clean_session(false);
@@ -305,7 +309,7 @@ mod v311 {
 
     // [MQTT-3.1.4-2] A second client with the same id disconnects the first.
     #[tokio::test]
-    async fn takeover_disconnects_first_client_mqtt_3_1_4_2() {
+    async fn takeover_disconnects_first_client_v311_mqtt_3_1_4_2() {
         let broker = Broker::start_default();
         let (_first, mut first_ev, _) = connect(options(&broker, "same")).await;
         let (second, mut second_ev, _) = connect(options(&broker, "same")).await;
@@ -323,7 +327,7 @@ mod v311 {
 
     // [MQTT-4.6.0-5] 200 QoS 1 messages sent without waiting arrive in order.
     #[tokio::test]
-    async fn messages_arrive_in_publish_order_mqtt_4_6_0_5() {
+    async fn messages_arrive_in_publish_order_v311_mqtt_4_6_0_5() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "ord/t", QoS::AtLeastOnce).await;
@@ -485,24 +489,27 @@ mod v5 {
         no_publish(&mut sub_ev).await;
     }
 
+    // [MQTT-4.3.1-1]: see `end_to_end`.
     #[tokio::test]
-    async fn qos0_end_to_end_mqtt_4_3_1_1() {
+    async fn qos0_end_to_end_v5_mqtt_4_3_1_1() {
         end_to_end(QoS::AtMostOnce).await;
     }
 
+    // [MQTT-4.3.2-4]: see `end_to_end` (PUBACK to the publisher).
     #[tokio::test]
-    async fn qos1_end_to_end_mqtt_4_3_2_4() {
+    async fn qos1_end_to_end_v5_mqtt_4_3_2_4() {
         end_to_end(QoS::AtLeastOnce).await;
     }
 
+    // [MQTT-4.3.3-8]: see `end_to_end` (PUBREC to the publisher).
     #[tokio::test]
-    async fn qos2_end_to_end_mqtt_4_3_3_8() {
+    async fn qos2_end_to_end_v5_mqtt_4_3_3_8() {
         end_to_end(QoS::ExactlyOnce).await;
     }
 
     // [MQTT-3.8.4-8] The delivered QoS is the minimum of published and granted.
     #[tokio::test]
-    async fn delivered_qos_is_min_of_published_and_granted_mqtt_3_8_4_8() {
+    async fn delivered_qos_is_min_of_published_and_granted_v5_mqtt_3_8_4_8() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "min/t", QoS::AtLeastOnce).await;
@@ -519,9 +526,10 @@ mod v5 {
         assert_eq!(next_publish(&mut sub_ev).await.qos, QoS::AtLeastOnce);
     }
 
-    // [MQTT-4.7.1-1] / [MQTT-4.7.1-2] `#` and `+`, each on its own subscriber.
+    // Sections 4.7.1.2 and 4.7.1.3: `#` and `+`, each on its own subscriber, get every
+    // matching message [MQTT-4.5.0-1] and no other [MQTT-3.3.2-3].
     #[tokio::test]
-    async fn wildcards_match_levels_mqtt_4_7_1_1() {
+    async fn wildcards_match_levels_v5_mqtt_4_7_1_1() {
         let broker = Broker::start_default();
         let (plus, mut plus_ev, _) = connect(options(&broker, "plus")).await;
         subscribe(&plus, &mut plus_ev, "w/+/x", QoS::AtLeastOnce).await;
@@ -552,7 +560,7 @@ mod v5 {
     // [MQTT-3.3.1-5] / [MQTT-3.3.1-9] A retained message reaches a later subscriber with
     // RETAIN 1; [MQTT-3.3.1-6] an empty retained message removes it.
     #[tokio::test]
-    async fn retained_message_delivered_to_new_subscriber_mqtt_3_3_1_9() {
+    async fn retained_message_delivered_to_new_subscriber_v5_mqtt_3_3_1_9() {
         let broker = Broker::start_default();
         let (publisher, mut pub_ev, _) = connect(options(&broker, "pub")).await;
         publish(
@@ -586,7 +594,7 @@ mod v5 {
 
     // [MQTT-3.1.2-8] The will is published when the client goes away without DISCONNECT.
     #[tokio::test]
-    async fn will_published_when_client_drops_mqtt_3_1_2_8() {
+    async fn will_published_when_client_drops_v5_mqtt_3_1_2_8() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "will/#", QoS::AtLeastOnce).await;
@@ -609,7 +617,7 @@ mod v5 {
     // [MQTT-3.1.2-23] / [MQTT-3.2.2-3] With a Session Expiry Interval, a Clean Start 0 client
     // that reconnects gets Session Present 1 and the messages published while it was away.
     #[tokio::test]
-    async fn persistent_session_resumes_with_queued_messages_mqtt_3_1_2_23() {
+    async fn persistent_session_resumes_with_queued_messages_v5_mqtt_3_1_2_23() {
         let broker = Broker::start_default();
         let mut o = options(&broker, "durable");
         persistent(&mut o);
@@ -646,7 +654,7 @@ mod v5 {
     // [MQTT-3.1.4-3] A second client with the same id closes the first; if the server sends
     // a DISCONNECT first, its reason is 0x8E (Session taken over).
     #[tokio::test]
-    async fn takeover_disconnects_first_client_mqtt_3_1_4_3() {
+    async fn takeover_disconnects_first_client_v5_mqtt_3_1_4_3() {
         let broker = Broker::start_default();
         let (_first, mut first_ev, _) = connect(options(&broker, "same")).await;
         let (second, mut second_ev, _) = connect(options(&broker, "same")).await;
@@ -667,10 +675,11 @@ mod v5 {
         subscribe(&second, &mut second_ev, "still/here", QoS::AtMostOnce).await;
     }
 
-    // [MQTT-3.3.2-17] .. [MQTT-3.3.2-20] Properties of the message reach the subscriber
-    // unaltered: user properties in order, content type, response topic, correlation data.
+    // Properties of the message reach the subscriber unaltered: user properties in order
+    // [MQTT-3.3.2-17] [MQTT-3.3.2-18], content type [MQTT-3.3.2-20], response topic
+    // [MQTT-3.3.2-15], correlation data [MQTT-3.3.2-16].
     #[tokio::test]
-    async fn publish_properties_forwarded_mqtt_3_3_2_18() {
+    async fn publish_properties_forwarded_v5_mqtt_3_3_2_18() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "props/t", QoS::AtLeastOnce).await;
@@ -704,7 +713,7 @@ mod v5 {
     // [MQTT-4.6.0-5] 200 QoS 1 messages sent without waiting (within the server's Receive
     // Maximum, which rumqttc honours) arrive in order.
     #[tokio::test]
-    async fn messages_arrive_in_publish_order_mqtt_4_6_0_5() {
+    async fn messages_arrive_in_publish_order_v5_mqtt_4_6_0_5() {
         let broker = Broker::start_default();
         let (sub, mut sub_ev, _) = connect(options(&broker, "sub")).await;
         subscribe(&sub, &mut sub_ev, "ord/t", QoS::AtLeastOnce).await;

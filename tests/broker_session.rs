@@ -26,10 +26,10 @@ fn park_session(broker: &Broker, v: ProtocolVersion, id: &str, filter: &str, gra
     c.disconnect();
 }
 
-// [MQTT-3.1.2-5] (3.1.1) / [MQTT-3.1.2-23] (5.0, Session Expiry Interval > 0): after a
+// [MQTT-3.1.2-5] (3.1.1) / [MQTT-3.1.2-23] (5.0) (Session Expiry Interval > 0): after a
 // CleanSession 0 client disconnects, the server stores QoS 1 and 2 messages for its
-// subscriptions; on reconnection Session Present is 1 [MQTT-3.2.2-2] and they are delivered,
-// in order [MQTT-4.6.0-5].
+// subscriptions; on reconnection Session Present is 1 ([MQTT-3.2.2-2] (3.1.1) /
+// [MQTT-3.2.2-3] (5.0)) and they are delivered, in order [MQTT-4.6.0-5].
 fn check_queued_delivered(v: ProtocolVersion) {
     const N: usize = 100;
     let broker = broker();
@@ -190,9 +190,9 @@ fn check_resume_twice(v: ProtocolVersion) {
 test_versions!(check_resume_twice => session_resumed_repeatedly_v311_mqtt_3_1_2_4,
     session_resumed_repeatedly_v5_mqtt_3_1_2_5);
 
-// [MQTT-3.1.2-5] (3.1.1) QoS 0 messages may or may not be stored for an offline session,
-// but QoS 1 ones must: with both published while away, every QoS 1 message arrives, in
-// order, and any QoS 0 ones that do arrive are in order too.
+// [MQTT-3.1.2-5] (3.1.1) / [MQTT-3.1.2-23] (5.0) QoS 0 messages may or may not be stored
+// for an offline session, but QoS 1 ones must: with both published while away, every QoS 1
+// message arrives, in order, and any QoS 0 ones that do arrive are in order too.
 fn check_mixed_qos_offline(v: ProtocolVersion) {
     let broker = broker();
     park_session(&broker, v, "mixed", "s/t", 1);

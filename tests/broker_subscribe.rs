@@ -59,8 +59,9 @@ fn suback_grants_requested_qos_in_order_v311_mqtt_3_8_4_5() {
     c.expect_bytes("90 05 00 0a 00 01 02");
 }
 
-// [MQTT-3.8.4-6] / [MQTT-3.8.4-7] (5.0) The same with a property length of 0:
-// exactly `90 06 00 0a 00 00 01 02`.
+// [MQTT-3.8.4-6] / [MQTT-3.8.4-7] (5.0) The same with a property length of 0: one SUBACK
+// [MQTT-3.8.4-1], same packet id [MQTT-3.8.4-2], the granted QoS per filter in order
+// [MQTT-3.9.3-1]: exactly `90 06 00 0a 00 00 01 02`.
 #[test]
 fn suback_grants_requested_qos_in_order_v5_mqtt_3_8_4_7() {
     let broker = Broker::start_default();
@@ -75,8 +76,10 @@ fn suback_grants_requested_qos_in_order_v5_mqtt_3_8_4_7() {
     c.expect_bytes("90 06 00 0a 00 00 01 02");
 }
 
-// Section 4.7.1.3 [MQTT-4.7.1-3] (3.1.1) / [MQTT-4.7.1-2] (5.0): `+` matches exactly one
-// level, an empty one included.
+// Section 4.7.1.3: `+` matches exactly one level, an empty one included. Each matching
+// message is delivered [MQTT-4.5.0-1], and only those: the topic name sent matches the
+// filter [MQTT-3.3.2-3]. (MQTT-4.7.1-3 in 3.1.1, MQTT-4.7.1-2 in 5.0, is the filter syntax
+// rule the client must follow, which codec_validation checks.)
 fn check_single_level(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut sub = subscriber(&broker, v, &["s/+/x", "+"]);
@@ -91,8 +94,9 @@ fn check_single_level(v: ProtocolVersion) {
 test_versions!(check_single_level => single_level_wildcard_matches_one_level_v311_mqtt_4_7_1_3,
     single_level_wildcard_matches_one_level_v5_mqtt_4_7_1_2);
 
-// Section 4.7.1.2 [MQTT-4.7.1-2] (3.1.1) / [MQTT-4.7.1-1] (5.0): `m/#` matches `m` itself
-// and every level below, nothing beside it.
+// Section 4.7.1.2: `m/#` matches `m` itself and every level below, nothing beside it. Each
+// matching message is delivered [MQTT-4.5.0-1], and only those [MQTT-3.3.2-3]. (MQTT-4.7.1-2
+// in 3.1.1, MQTT-4.7.1-1 in 5.0, is the filter syntax rule, which codec_validation checks.)
 fn check_multi_level(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut sub = subscriber(&broker, v, &["m/#"]);

@@ -51,8 +51,8 @@ fn taken_over_connection_gets_disconnect_0x8e_v5_mqtt_3_1_4_3_ringmq_only() {
     first.expect_closed(CLOSE);
 }
 
-// [MQTT-3.1.4-2] / [MQTT-3.1.4-3] A takeover by a client of the other protocol version
-// works the same: the id, not the version, names the session.
+// [MQTT-3.1.4-2] (3.1.1) / [MQTT-3.1.4-3] (5.0) A takeover by a client of the other
+// protocol version works the same: the id, not the version, names the session.
 #[test]
 fn takeover_across_protocol_versions_mqtt_3_1_4_2() {
     let broker = Broker::with_shards(4);
@@ -64,7 +64,7 @@ fn takeover_across_protocol_versions_mqtt_3_1_4_2() {
     third.ping();
 }
 
-// [MQTT-3.1.4-3] (3.1.1, CleanSession processing) / [MQTT-3.1.4-4] (5.0): taking over with
+// [MQTT-3.1.4-3] (3.1.1) (CleanSession processing) / [MQTT-3.1.4-4] (5.0): taking over with
 // CleanSession 0 / Clean Start 0 continues the session: Session Present 1, the subscription
 // still delivers, to the new connection only.
 fn check_takeover_keeps_session(v: ProtocolVersion) {
@@ -104,7 +104,7 @@ fn check_takeover_clean(v: ProtocolVersion) {
 test_versions!(check_takeover_clean => takeover_with_clean_session_discards_old_session_v311_mqtt_3_1_2_6,
     takeover_with_clean_session_discards_old_session_v5_mqtt_3_1_2_4);
 
-// [MQTT-3.1.4-2] Twenty connections with one id in a row: each closes the one before, and
+// [MQTT-3.1.4-2] (3.1.1) / [MQTT-3.1.4-3] (5.0) Twenty connections with one id in a row: each closes the one before, and
 // only the last is left, still serving.
 fn check_takeover_chain(v: ProtocolVersion) {
     let broker = Broker::with_shards(4);

@@ -25,7 +25,7 @@ fn aliased(topic_name: &str, alias: u16, payload: &str, id: u16) -> Publish {
     p
 }
 
-// [MQTT-3.3.2-12]: the server accepts every alias from 1 to the Topic Alias Maximum it
+// [MQTT-3.3.2-12] (5.0): the server accepts every alias from 1 to the Topic Alias Maximum it
 // sent in CONNACK: set with a topic name, then used alone; the subscriber sees the topic,
 // and no alias (an alias belongs to one hop).
 #[test]
@@ -60,8 +60,8 @@ fn an_alias_set_with_a_topic_name_stands_for_it_afterwards_mqtt_3_3_2_12() {
     sub.expect_nothing(QUIET);
 }
 
-// [MQTT-3.3.2-9]: an alias above the Topic Alias Maximum the server sent is a Topic Alias
-// invalid error: DISCONNECT 0x94.
+// [MQTT-3.3.2-9] (5.0), [MQTT-3.2.2-17] (5.0): an alias above the Topic Alias Maximum the
+// server sent is a Topic Alias invalid error: DISCONNECT 0x94.
 #[test]
 fn an_alias_above_the_maximum_is_0x94_mqtt_3_3_2_9() {
     if skip_unless_ringmq("the limit is ringmq's configured maximum") {
@@ -77,7 +77,7 @@ fn an_alias_above_the_maximum_is_0x94_mqtt_3_3_2_9() {
     c.expect_disconnect(0x94);
 }
 
-// [MQTT-3.3.2-7]: aliases are not carried from one network connection to another: one set
+// [MQTT-3.3.2-7] (5.0): aliases are not carried from one network connection to another: one set
 // by another connection does not count here, and an alias used before this connection set
 // it is a protocol error (0x82), not a guess.
 #[test]

@@ -80,8 +80,9 @@ fn check_will_on_keep_alive_timeout(v: ProtocolVersion) {
 test_versions!(check_will_on_keep_alive_timeout => will_published_on_keep_alive_timeout_v311_mqtt_3_1_2_24,
     will_published_on_keep_alive_timeout_v5_mqtt_3_1_2_22);
 
-// [MQTT-3.1.2-8] (3.1.1: "the server closes the connection because of a protocol error") A
-// malformed packet (PUBLISH with QoS 3) ends the connection; the will is published.
+// [MQTT-3.1.2-8]: a malformed packet (PUBLISH with QoS 3) ends the connection, and the will
+// is published (3.1.1 lists "the server closes the connection because of a protocol error"
+// among the cases).
 fn check_will_on_protocol_error(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut sub = watcher(&broker, v);

@@ -28,16 +28,20 @@
 //! 3. The versions a test runs come from its name, split on `_`: a `v311` token means
 //!    MQTT 3.1.1, a `v5` token MQTT 5.0 (a name may hold both), `v31` means MQTT 3.1, which
 //!    has no numbered statements and so counts for nothing.
-//! 4. A citation is pinned to a version by a marker right after it (spaces allowed):
-//!    `(3.1.1)` or `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to
-//!    both. A pinned citation counts only for its versions, and for each only if the test
+//! 4. A citation is pinned to a version by a marker right after it (spaces allowed, or a
+//!    line break and the next comment line's leader such as `//`): `(3.1.1)` or
+//!    `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to both. A pinned citation counts only for its versions, and for each only if the test
 //!    runs it (or the test's name has no version token). An unpinned citation counts for
 //!    every version the test's name gives. Markers pin only the citation they follow: write
 //!    `[MQTT-3.3.1-5] (5.0), [MQTT-3.3.1-9] (5.0)`, not `[MQTT-3.3.1-5], [MQTT-3.3.1-9] (5.0)`.
 //! 5. A test whose name has no version token must pin every citation.
 //! 6. `test_versions!(check => name_v311_..., name_v5_...);` (tests/common/mod.rs) makes two
 //!    tests that run `fn check(v)`; each has the citations of `check` (its comment block and
-//!    its body) and the version of its own name. The same holds inside a module.
+//!    its body) and the version of its own name. The same holds inside a module, and for any
+//!    `macro_rules!` macro of the sources that generates test functions and is called as
+//!    `name!(check => entry, ...)` or `name!(check => entry; ...)`: the first identifier of
+//!    each entry is a generated test (as in broker_durability.rs,
+//!    `restart_tests!(check => name_v311_...: V311, Down::Stop; ...)`).
 //! 7. Only tests count: a citation in a helper function or in the implementation does not.
 //!    Text that mentions a statement without claiming a test checks it writes the id
 //!    without brackets (MQTT-3.1.3-7).
@@ -47,7 +51,14 @@
 //! that is not in the statements of the version it counts for (a pinned id is checked
 //! against its pinned version); a malformed citation or pin marker; a citation of a
 //! statement that is not applicable in that version; a bad row in `applicability.tsv`; a
-//! `test_versions!` whose check function cannot be found.
+//! test-generating macro call that cannot be read or whose check function cannot be found.
+//!
+//! The scanner is lexical, not a Rust parser: it skips string and character literals and
+//! comments (nested block comments, raw strings) to match braces, finds `fn` items with a
+//! test attribute (its path ends in `test`: `#[test]`, `#[tokio::test(...)]`, including
+//! those written inside `proptest!` and other macro bodies) and reads the comment lines
+//! right above them. This file's own sources are not scanned: its examples are not
+//! citations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -833,20 +844,67 @@ impl RustSource<'_> {
         mods
     }
 
-    /// `test_versions!(check => name, name, ...)` invocations: position, check function,
-    /// generated test names with their positions.
-    fn test_versions_calls(&self) -> Vec<Result<MacroCall, usize>> {
-        let mut calls = Vec::new();
+    /// The names of the `macro_rules!` macros defined here whose expansion holds a test
+    /// function (`#[test]` or another test attribute).
+    fn test_macros(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
         for i in 0..self.src.len() {
-            if !self.word_at(i, "test_versions") {
+            if !self.word_at(i, "macro_rules") {
                 continue;
             }
-            let Some(bang) = self.next_code(i + "test_versions".len()) else {
+            let Some(bang) = self.next_code(i + "macro_rules".len()) else {
                 continue;
             };
-            if self.src[bang] != b'!' {
+            let Some(name_pos) = self.next_code(bang + 1) else {
+                continue;
+            };
+            let Some(name) = self.ident_at(name_pos) else {
+                continue;
+            };
+            let Some(open) = self.next_code(name_pos + name.len()) else {
+                continue;
+            };
+            let Some(close) = self.matching_close(open) else {
+                continue;
+            };
+            let has_test = (open..close).any(|j| {
+                self.src[j] == b'#'
+                    && self.is_code(j)
+                    && self.next_code(j + 1).is_some_and(|k| {
+                        self.src[k] == b'['
+                            && self.matching_close(k).is_some_and(|end| {
+                                is_test_attribute(self.code_in(k + 1, end).trim())
+                            })
+                    })
+            });
+            if self.src[bang] == b'!' && has_test {
+                names.insert(name);
+            }
+        }
+        names
+    }
+
+    /// Invocations of the test-generating macros `macros`: `name!(check => entry, ...)` or
+    /// `name!(check => entry; ...)`, each entry's first identifier being a generated test.
+    /// `Err(position)` for an invocation not of that form.
+    fn macro_calls(&self, macros: &BTreeSet<String>) -> Vec<Result<MacroCall, usize>> {
+        let mut calls = Vec::new();
+        for i in 0..self.src.len() {
+            if !self.is_code(i) || (i > 0 && is_ident(self.src[i - 1])) {
                 continue;
             }
+            let Some(name) = self.ident_at(i).filter(|n| macros.contains(n)) else {
+                continue;
+            };
+            if !self.word_at(i, &name) {
+                continue;
+            }
+            let Some(bang) = self
+                .next_code(i + name.len())
+                .filter(|&b| self.src[b] == b'!')
+            else {
+                continue;
+            };
             let Some(open) = self.next_code(bang + 1) else {
                 continue;
             };
@@ -854,40 +912,46 @@ impl RustSource<'_> {
                 calls.push(Err(i));
                 continue;
             };
-            let inner = self.code_in(open + 1, close);
-            let Some((check, names)) = inner.split_once("=>") else {
-                calls.push(Err(i));
-                continue;
-            };
-            let check = check.trim().rsplit("::").next().unwrap_or("").to_owned();
-            let mut tests = Vec::new();
-            let mut offset = open + 1 + check_len(&inner, names);
-            for part in names.split(',') {
-                let name = part.trim();
-                if !name.is_empty() {
-                    let at = offset + part.find(name).unwrap_or(0);
-                    tests.push((name.to_owned(), at));
-                }
-                offset += part.len() + 1;
+            match self.parse_macro_call(i, open, close) {
+                Some(call) => calls.push(Ok(call)),
+                None => calls.push(Err(i)),
             }
-            let valid = |s: &str| !s.is_empty() && s.bytes().all(is_ident);
-            if !valid(&check) || tests.is_empty() || !tests.iter().all(|(n, _)| valid(n)) {
-                calls.push(Err(i));
-                continue;
-            }
-            calls.push(Ok(MacroCall {
-                pos: i,
-                check,
-                tests,
-            }));
         }
         calls
     }
-}
 
-/// Offset of `names` (a suffix of `inner`) within `inner`.
-fn check_len(inner: &str, names: &str) -> usize {
-    inner.len() - names.len()
+    fn parse_macro_call(&self, pos: usize, open: usize, close: usize) -> Option<MacroCall> {
+        let inner = self.code_in(open + 1, close);
+        let arrow = inner.find("=>")?;
+        let check = inner[..arrow].trim().rsplit("::").next()?.to_owned();
+        let valid = |s: &str| !s.is_empty() && s.bytes().all(is_ident);
+        if !valid(&check) {
+            return None;
+        }
+        let entries_start = arrow + 2;
+        let separator = if inner[entries_start..].contains(';') {
+            ';'
+        } else {
+            ','
+        };
+        let mut tests = Vec::new();
+        let mut offset = open + 1 + entries_start;
+        for entry in inner[entries_start..].split(separator) {
+            let lead = entry.len() - entry.trim_start().len();
+            let name: String = entry
+                .trim_start()
+                .chars()
+                .take_while(|&c| c.is_alphanumeric() || c == '_')
+                .collect();
+            if !name.is_empty() {
+                tests.push((name, offset + lead));
+            } else if !entry.trim().is_empty() {
+                return None;
+            }
+            offset += entry.len() + 1;
+        }
+        (!tests.is_empty()).then_some(MacroCall { pos, check, tests })
+    }
 }
 
 #[derive(Debug)]
@@ -897,8 +961,14 @@ struct MacroCall {
     tests: Vec<(String, usize)>,
 }
 
-/// The tests of one Rust source. `file` is the name shown in the map.
-fn rust_tests(file: &str, text: &str, errors: &mut Vec<String>) -> Vec<TestCase> {
+/// The tests of one Rust source. `file` is the name shown in the map; `macros` are the
+/// test-generating macros of all the sources.
+fn rust_tests(
+    file: &str,
+    text: &str,
+    macros: &BTreeSet<String>,
+    errors: &mut Vec<String>,
+) -> Vec<TestCase> {
     let source = RustSource::new(text);
     let mods = source.modules();
     let scope_of = |pos: usize| -> Vec<String> {
@@ -918,13 +988,14 @@ fn rust_tests(file: &str, text: &str, errors: &mut Vec<String>) -> Vec<TestCase>
             spans: f.spans.clone(),
         });
     }
-    for call in source.test_versions_calls() {
+    for call in source.macro_calls(macros) {
         let call = match call {
             Ok(call) => call,
             Err(pos) => {
                 errors.push(format!(
-                    "{file}:{}: cannot read this test_versions! invocation; write it as \
-                     `test_versions!(check_fn => name_v311_..., name_v5_...);`",
+                    "{file}:{}: cannot read this invocation of a test-generating macro; write \
+                     it as `name!(check_fn => test_v311_..., test_v5_...)` or \
+                     `name!(check_fn => test_v311_...: args; test_v5_...: args;)`",
                     source.line(pos)
                 ));
                 continue;
@@ -941,7 +1012,7 @@ fn rust_tests(file: &str, text: &str, errors: &mut Vec<String>) -> Vec<TestCase>
             ([one], _) | ([], [one]) => one,
             _ => {
                 errors.push(format!(
-                    "{file}:{}: test_versions!: cannot tell which `fn {}` it runs ({} in this \
+                    "{file}:{}: cannot tell which `fn {}` this macro's tests run ({} in this \
                      file); give the check function a name of its own in this module",
                     source.line(call.pos),
                     call.check,
@@ -1121,7 +1192,8 @@ fn scan_tests(root: &Path, errors: &mut Vec<String>) -> Vec<TestCase> {
         })
         .collect();
     files.sort();
-    let mut tests = Vec::new();
+    let mut rust = Vec::new();
+    let mut python = Vec::new();
     for (rel, path) in files {
         let file_name = rel.rsplit('/').next().unwrap_or("");
         let is_rust = rel.ends_with(".rs") && rel != SELF_FILE;
@@ -1137,10 +1209,22 @@ fn scan_tests(root: &Path, errors: &mut Vec<String>) -> Vec<TestCase> {
         };
         let shown = rel.strip_prefix("tests/").unwrap_or(&rel).to_owned();
         if is_rust {
-            tests.extend(rust_tests(&shown, &text, errors));
+            rust.push((shown, text));
         } else {
-            tests.extend(python_tests(&shown, &text));
+            python.push((shown, text));
         }
+    }
+    // Test-generating macros may be defined in one file (tests/common) and used in others.
+    let mut macros: BTreeSet<String> = BTreeSet::from(["test_versions".to_owned()]);
+    for (_, text) in &rust {
+        macros.extend(RustSource::new(text).test_macros());
+    }
+    let mut tests = Vec::new();
+    for (shown, text) in &rust {
+        tests.extend(rust_tests(shown, text, &macros, errors));
+    }
+    for (shown, text) in &python {
+        tests.extend(python_tests(shown, text));
     }
     tests
 }
@@ -1183,6 +1267,24 @@ fn parse_id_body(body: &str) -> Option<Vec<String>> {
     })
 }
 
+/// `text` without its leading spaces, and if a line break comes first, without it and the
+/// next line's comment leader: a pin marker may start the next comment line.
+fn past_line_break(text: &str) -> &str {
+    let text = text.trim_start_matches([' ', '\t']);
+    let Some(next) = text
+        .strip_prefix("\r\n")
+        .or_else(|| text.strip_prefix('\n'))
+    else {
+        return text;
+    };
+    let next = next.trim_start();
+    let next = ["///", "//!", "//", "#", "*"]
+        .iter()
+        .find_map(|leader| next.strip_prefix(leader))
+        .unwrap_or(next);
+    next.trim_start_matches([' ', '\t'])
+}
+
 /// The citations in `span`, and the malformed ones as (line, message).
 fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
     const OPEN: &str = "[MQTT-";
@@ -1217,7 +1319,7 @@ fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
         let mut pins = BTreeSet::new();
         let mut malformed = false;
         loop {
-            let trimmed = after.trim_start_matches([' ', '\t']);
+            let trimmed = past_line_break(after);
             let Some(inner) = trimmed.strip_prefix('(') else {
                 break;
             };
@@ -1296,12 +1398,21 @@ fn build_map(root: &Path) -> Map {
     let specs = load_specs(root, &mut errors);
     let tests = scan_tests(root, &mut errors);
     let coverage = cover(&specs, &tests, &mut errors);
-    let errors: BTreeSet<String> = errors.into_iter().collect();
+    // By file, then by line number, then by text; without duplicates.
+    let errors: BTreeSet<(String, usize, String)> = errors
+        .into_iter()
+        .map(|e| {
+            let mut parts = e.splitn(3, ':');
+            let file = parts.next().unwrap_or("").to_owned();
+            let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+            (file, line, e)
+        })
+        .collect();
     Map {
         specs,
         coverage,
         tests: tests.len(),
-        errors: errors.into_iter().collect(),
+        errors: errors.into_iter().map(|(_, _, e)| e).collect(),
     }
 }
 
@@ -1428,15 +1539,17 @@ Both statement a broker cannot honour or check (or one that is really about the 
 2. `[MQTT-3.1.2-14/15]` is shorthand for `[MQTT-3.1.2-14]` and `[MQTT-3.1.2-15]`.
 3. The versions a test runs come from its name, split on `_`: `v311` is MQTT 3.1.1, `v5` is
    MQTT 5.0 (a name may hold both); `v31` is MQTT 3.1, which has no numbered statements.
-4. A marker right after a citation pins it to a version: `(3.1.1)` or `(v3.1.1)`, `(5.0)` or
-   `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to both. A pinned citation counts only
-   for its versions, and for each only if the test runs it (or its name has no version
-   token); an unpinned one counts for every version in the name. Markers pin only the
-   citation they follow.
+4. A marker right after a citation (or at the start of the next comment line) pins it to a
+   version: `(3.1.1)` or `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins
+   it to both. A pinned citation counts only for its versions, and for each only if the
+   test runs it (or its name has no version token); an unpinned one counts for every
+   version in the name. Markers pin only the citation they follow.
 5. A test whose name has no version token must pin every citation.
 6. `test_versions!(check => name_v311_..., name_v5_...);` makes two tests that run
    `fn check(v)`; each has the citations of `check` (comment block and body) and the version
-   of its own name.
+   of its own name. The same holds for any `macro_rules!` macro of the tests that generates
+   test functions and is called as `name!(check => entry, ...)` or `name!(check => entry;
+   ...)`: the first identifier of each entry is a generated test.
 7. Only tests count (`tests/**/*.rs`, `#[test]` functions in `src/`,
    `tests/**/test_*.py`): citations in helpers or in the implementation do not. Text that
    mentions a statement without claiming that the test checks it leaves out the brackets.
@@ -1624,7 +1737,8 @@ fn citations_pins_shorthand_and_malformed() {
         "// [MQTT-1.5.3-1] (3.1.1) / [MQTT-1.5.4-1](v5): text\n\
          // [MQTT-3.1.2-14/15] (5.0) and [MQTT-4.7.1-2] (see 4.7)\n\
          // [MQTT-3.2.0-1: first] [MQTT-4.6.0-6] (3.1.1: acks in order)\n\
-         // [MQTT-3.6.1-1] (v3.1.1) (5.0) both",
+         // [MQTT-3.6.1-1] (v3.1.1) (5.0) both [MQTT-4.4.0-1]\n\
+         //   (5.0) on the next line",
     ));
     let got: Vec<(usize, String, Vec<&str>)> = found
         .iter()
@@ -1642,6 +1756,7 @@ fn citations_pins_shorthand_and_malformed() {
             row(2, "MQTT-3.1.2-14,MQTT-3.1.2-15", &["5.0"]),
             row(2, "MQTT-4.7.1-2", &[]),
             row(4, "MQTT-3.6.1-1", &["3.1.1", "5.0"]),
+            row(4, "MQTT-4.4.0-1", &["5.0"]),
         ]
     );
     let bad_lines: Vec<usize> = bad.iter().map(|(l, _)| *l).collect();
@@ -1702,9 +1817,24 @@ mod inner {
         fn prop_v5(x in 0..3u8) { let _ = "[MQTT-5.5.5-1]"; }
     }
 }
+
+macro_rules! restart {
+    ($check:ident => $($name:ident: $v:expr, $n:expr;)+) => {
+        $( #[test] fn $name() { $check($v, $n) } )+
+    };
+}
+/// [MQTT-6.6.6-1]
+fn check_restart(v: V, n: u8) {}
+restart!(check_restart => restart_v311: V311, 1; restart_v5: V5, 2;);
 "####;
     let mut errors = Vec::new();
-    let tests = rust_tests("t.rs", src, &mut errors);
+    let mut macros = RustSource::new(src).test_macros();
+    assert_eq!(
+        macros.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["gen", "restart"]
+    );
+    macros.insert("test_versions".to_owned());
+    let tests = rust_tests("t.rs", src, &macros, &mut errors);
     assert!(errors.is_empty(), "{errors:#?}");
     let summary: Vec<(String, Vec<String>)> = tests
         .iter()
@@ -1742,6 +1872,8 @@ mod inner {
                 strs(&["MQTT-4.4.4-1"])
             ),
             ("t.rs::inner::inner_v5".to_owned(), strs(&["MQTT-4.4.4-1"])),
+            ("t.rs::restart_v311".to_owned(), strs(&["MQTT-6.6.6-1"])),
+            ("t.rs::restart_v5".to_owned(), strs(&["MQTT-6.6.6-1"])),
         ]
     );
     let line = |name: &str| tests.iter().find(|t| t.name == name).map(|t| t.line);

@@ -3,7 +3,8 @@
 //! With `fsync = "always"` the promise is zero loss: every QoS 1/2 message whose PUBACK /
 //! PUBREC reached its publisher reaches every persistent subscriber of its topic, and a QoS 2
 //! message published at QoS 2 and subscribed at QoS 2 arrives exactly once
-//! ([MQTT-4.3.3-2] 3.1.1 / [MQTT-4.3.3-10] 5.0 on the way in, [MQTT-4.4.0-1] on resumption).
+//! ([MQTT-4.3.3-2] (3.1.1) / [MQTT-4.3.3-10] (5.0) on the way in, [MQTT-4.4.0-1] on
+//! resumption).
 //!
 //! - 4 shards, 1 MiB segments (so segments fill and roll over between crashes).
 //! - Subscribers, persistent, created before anything is published: some stay offline until
@@ -595,6 +596,8 @@ fn publisher_specs() -> Vec<PublisherSpec> {
     .collect()
 }
 
+// [MQTT-4.3.3-2] (3.1.1) / [MQTT-4.3.3-10] (5.0), [MQTT-4.4.0-1] (3.1.1) (5.0): see the
+// module documentation.
 #[test]
 fn acknowledged_messages_survive_repeated_kill9_ringmq_only() {
     if skip_unless_ringmq("Mosquitto runs without persistence here") {

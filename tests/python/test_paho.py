@@ -1,7 +1,8 @@
 """Eclipse Paho (paho-mqtt 2.x, callback API 2) against a running broker, MQTT 3.1.1 and 5.0.
 
-Every test runs for both protocol versions unless its name says otherwise; statement ids
-are those of the spec version under test where they differ (3.1.1 / 5.0).
+Every test whose name ends in `_v311_v5` runs for both protocol versions; the others run
+the version their name gives. Statement ids are cited as tests/conformance_map.rs reads
+them: pinned to a version, `[MQTT-3.1.2-24] (3.1.1)`, where the ids of 3.1.1 and 5.0 differ.
 """
 
 import paho.mqtt.client as mqtt
@@ -24,11 +25,12 @@ def persistent(protocol):
     return {"clean": False}
 
 
-# [MQTT-4.3.1-1], [MQTT-4.3.2-2] / [MQTT-4.3.2-4], [MQTT-4.3.3-2] / [MQTT-4.3.3-8]:
-# a message at each QoS reaches a QoS 2 subscriber once, at that QoS, RETAIN 0.
+# [MQTT-4.3.1-1], [MQTT-4.3.2-2] (3.1.1) / [MQTT-4.3.2-4] (5.0), [MQTT-4.3.3-2] (3.1.1) /
+# [MQTT-4.3.3-8] (5.0): a message at each QoS reaches a QoS 2 subscriber once, at that QoS,
+# RETAIN 0.
 @pytest.mark.parametrize("protocol", VERSIONS)
 @pytest.mark.parametrize("qos", [0, 1, 2])
-def test_pub_sub_end_to_end_at_each_qos(broker, peers, protocol, qos):
+def test_pub_sub_end_to_end_at_each_qos_v311_v5(broker, peers, protocol, qos):
     sub = peers(broker, "sub", protocol)
     sub.subscribe("e2e/t", 2)
     pub = peers(broker, "pub", protocol)
@@ -38,9 +40,9 @@ def test_pub_sub_end_to_end_at_each_qos(broker, peers, protocol, qos):
     sub.no_message()
 
 
-# [MQTT-3.8.4-6] / [MQTT-3.8.4-8]: delivered QoS = min(published, granted).
+# [MQTT-3.8.4-6] (3.1.1) / [MQTT-3.8.4-8] (5.0): delivered QoS = min(published, granted).
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_delivered_qos_is_min_of_published_and_granted(broker, peers, protocol):
+def test_delivered_qos_is_min_of_published_and_granted_v311_v5(broker, peers, protocol):
     sub = peers(broker, "sub", protocol)
     for granted in range(3):
         sub.subscribe(f"g/{granted}", granted)
@@ -52,10 +54,11 @@ def test_delivered_qos_is_min_of_published_and_granted(broker, peers, protocol):
             assert (m.topic, m.qos) == (f"g/{granted}", min(granted, published))
 
 
-# Section 4.7 ([MQTT-4.7.1-2], [MQTT-4.7.1-3], [MQTT-4.7.2-1]): `+` one level, `#` the
-# level and below, neither matches a `$` topic.
+# Section 4.7: `+` one level, `#` the level and below, neither matches a `$` topic
+# [MQTT-4.7.2-1]: each subscriber gets the matching messages [MQTT-4.5.0-1] and no other
+# [MQTT-3.3.2-3].
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_wildcards(broker, peers, protocol):
+def test_wildcards_v311_v5(broker, peers, protocol):
     plus = peers(broker, "plus", protocol)
     plus.subscribe("w/+/x", 1)
     hash_ = peers(broker, "hash", protocol)
@@ -70,11 +73,13 @@ def test_wildcards(broker, peers, protocol):
     hash_.no_message()
 
 
-# [MQTT-3.3.1-5] .. [MQTT-3.3.1-11] (3.1.1) / [MQTT-3.3.1-5] .. [MQTT-3.3.1-9] (5.0):
-# stored, replaced, sent with RETAIN 1 to new subscriptions and RETAIN 0 to existing ones,
-# removed by an empty payload.
+# Stored and replaced [MQTT-3.3.1-5], sent with RETAIN 1 to new subscriptions
+# ([MQTT-3.3.1-6] (3.1.1), [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0)) and RETAIN 0 to
+# existing ones ([MQTT-3.3.1-9] (3.1.1) / [MQTT-3.3.1-12] (5.0)), removed by an empty
+# payload and not stored itself ([MQTT-3.3.1-10] (3.1.1), [MQTT-3.3.1-11] (3.1.1) /
+# [MQTT-3.3.1-6] (5.0), [MQTT-3.3.1-7] (5.0)).
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_retained_messages(broker, peers, protocol):
+def test_retained_messages_v311_v5(broker, peers, protocol):
     existing = peers(broker, "existing", protocol)
     existing.subscribe("ret/t", 1)
     pub = peers(broker, "pub", protocol)
@@ -97,9 +102,10 @@ def test_retained_messages(broker, peers, protocol):
 
 
 # [MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT;
-# [MQTT-3.1.2-10]: not after DISCONNECT; [MQTT-3.1.2-17] / [MQTT-3.1.2-15]: Will Retain.
+# [MQTT-3.1.2-10]: not after DISCONNECT; [MQTT-3.1.2-17] (3.1.1) / [MQTT-3.1.2-15] (5.0):
+# Will Retain.
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_will(broker, peers, protocol):
+def test_will_v311_v5(broker, peers, protocol):
     watcher = peers(broker, "watcher", protocol)
     watcher.subscribe("will/#", 1)
     polite = peers(broker, "polite", protocol, will=("will/polite", b"unseen", 1, False))
@@ -119,7 +125,7 @@ def test_will(broker, peers, protocol):
 # network thread stopped, socket left open) is disconnected after 1.5 x keep-alive, so its
 # will is published; [MQTT-3.12.4-1]: one whose paho pings every keep-alive stays connected.
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_keep_alive(broker, peers, protocol):
+def test_keep_alive_v311_v5(broker, peers, protocol):
     watcher = peers(broker, "watcher", protocol)
     watcher.subscribe("will/#", 1)
     lively = peers(broker, "lively", protocol, keepalive=1, will=("will/lively", b"x", 1, False))
@@ -133,12 +139,12 @@ def test_keep_alive(broker, peers, protocol):
     assert watcher.next_message().topic == "will/alive"
 
 
-# [MQTT-3.1.2-5] / [MQTT-3.2.2-2] (3.1.1), [MQTT-3.1.2-23] / [MQTT-3.2.2-3] (5.0): a
-# persistent session collects QoS 1 messages while its client is away and delivers them in
-# order on resumption, with Session Present 1.
+# [MQTT-3.1.2-5] (3.1.1) / [MQTT-3.2.2-2] (3.1.1), [MQTT-3.1.2-23] (5.0) /
+# [MQTT-3.2.2-3] (5.0): a persistent session collects QoS 1 messages while its client is
+# away and delivers them in order on resumption, with Session Present 1.
 @pytest.mark.broker(shards=4)
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_persistent_session_resume(broker, peers, protocol):
+def test_persistent_session_resume_v311_v5(broker, peers, protocol):
     first = peers(broker, "durable", protocol, **persistent(protocol))
     assert not first.session_present
     first.subscribe("dur/t", 1)
@@ -159,7 +165,7 @@ def test_persistent_session_resume(broker, peers, protocol):
 # second works.
 @pytest.mark.broker(shards=4)
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_takeover(broker, peers, protocol):
+def test_takeover_v311_v5(broker, peers, protocol):
     first = peers(broker, "twin", protocol)
     second = peers(broker, "twin", protocol)
     reason = first.wait_disconnected()
@@ -179,9 +185,10 @@ def test_takeover_sends_disconnect_0x8e_v5(broker, peers):
     assert first.wait_disconnected().value == 0x8E
 
 
-# [MQTT-3.3.2-17] .. [MQTT-3.3.2-20] (5.0): the message's properties reach the subscriber
-# unaltered: user properties in order (repeated names included), content type, response
-# topic, correlation data, payload format indicator.
+# The message's properties reach the subscriber unaltered: user properties in order,
+# repeated names included ([MQTT-3.3.2-17], [MQTT-3.3.2-18]), content type [MQTT-3.3.2-20],
+# response topic [MQTT-3.3.2-15], correlation data [MQTT-3.3.2-16], payload format indicator
+# [MQTT-3.3.2-4].
 def test_v5_properties_forwarded(broker, peers):
     sub = peers(broker, "sub", mqtt.MQTTv5)
     sub.subscribe("props/t", 1)
@@ -229,7 +236,7 @@ def test_messages_cross_protocol_versions(broker, peers):
 # order (paho keeps at most 20 in flight; the rest wait in its queue).
 @pytest.mark.broker(shards=4)
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_ordering(broker, peers, protocol):
+def test_ordering_v311_v5(broker, peers, protocol):
     sub = peers(broker, "sub", protocol)
     sub.subscribe("ord/t", 1)
     pub = peers(broker, "pub", protocol)
