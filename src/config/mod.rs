@@ -11,10 +11,11 @@
 //!
 //! [`Config::load_with`] does all three.
 //!
-//! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[[listener]]`, `[storage]`
-//! and `[log]` here.
+//! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[mqtt]` in [`mqtt`],
+//! `[[listener]]`, `[storage]` and `[log]` here.
 
 pub mod limits;
+pub mod mqtt;
 pub mod tuning;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use limits::Limits;
+pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
 
 /// The default configuration file, with every key, its default and its range commented.
@@ -91,6 +93,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[mqtt]`: optional MQTT features (capabilities, shared subscriptions, redirection).
+    pub mqtt: MqttConfig,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
+            mqtt: MqttConfig::default(),
         }
     }
 }
@@ -199,6 +204,7 @@ impl Config {
         validate_listeners(&self.listeners, &mut problems);
         self.storage.validate(&self.limits, &mut problems);
         self.limits.validate(&mut problems);
+        self.mqtt.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, DecodeError, Decoded, Disconnect, MqttString,
@@ -148,6 +149,11 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
         return None;
     }
+    if let Some((reason, props)) = refusal(&shard.config.mqtt, &connect) {
+        refuse_with(&mut stream, version, reason, props).await;
+        tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
+        return None;
+    }
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
@@ -210,12 +216,49 @@ async fn reject_undecodable(stream: &mut TcpStream, e: &DecodeError) {
     }
 }
 
+/// Whether the broker's `[mqtt]` settings refuse this CONNECT, with the CONNACK's reason
+/// and properties: server redirection (section 4.11), or a will the broker cannot honour
+/// (QoS above `maximum_qos` [MQTT-3.2.2-12], RETAIN without retained messages
+/// [MQTT-3.2.2-13]).
+fn refusal(m: &MqttConfig, connect: &Connect) -> Option<(ReasonCode, ConnAckProperties)> {
+    let mut props = ConnAckProperties::default();
+    let reason = match m.redirect {
+        Redirect::UseAnotherServer => ReasonCode::UseAnotherServer,
+        Redirect::ServerMoved => ReasonCode::ServerMoved,
+        Redirect::None => match &connect.will {
+            Some(w) if w.qos > m.maximum_qos() => ReasonCode::QoSNotSupported,
+            Some(w) if w.retain && !m.retain_available => ReasonCode::RetainNotSupported,
+            _ => return None,
+        },
+    };
+    if m.redirect != Redirect::None {
+        props.server_reference = MqttString::try_from(m.server_reference.clone()).ok();
+    }
+    if m.maximum_qos < 2 {
+        props.maximum_qos = Some(m.maximum_qos());
+    }
+    if !m.retain_available {
+        props.retain_available = Some(false);
+    }
+    Some((reason, props))
+}
+
 /// Sends a refusing CONNACK and closes.
 async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
+    refuse_with(stream, version, reason, ConnAckProperties::default()).await;
+}
+
+/// Sends a refusing CONNACK with properties (v5 only; v3 has none) and closes.
+async fn refuse_with(
+    stream: &mut TcpStream,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    properties: ConnAckProperties,
+) {
     let packet = Packet::ConnAck(Box::new(ConnAck {
         session_present: false,
         reason,
-        properties: ConnAckProperties::default(),
+        properties,
     }));
     if let Ok(bytes) = packet.to_bytes(version) {
         let _ = stream.write_all(&bytes).await;
@@ -311,7 +354,29 @@ async fn start_session(
         props.receive_maximum = std::num::NonZeroU16::new(limits.inflight_count_max);
         props.maximum_packet_size = std::num::NonZeroU32::new(limits.packet_bytes_max);
         props.topic_alias_maximum = (limits.topic_alias_max > 0).then_some(limits.topic_alias_max);
-        props.shared_subscription_available = Some(false);
+        let m = &shard.config.mqtt;
+        if m.maximum_qos < 2 {
+            // [MQTT-3.2.2-9]
+            props.maximum_qos = Some(m.maximum_qos());
+        }
+        // Absent means available; only what is off is said.
+        if !m.retain_available {
+            props.retain_available = Some(false);
+        }
+        if !m.wildcard_subscriptions {
+            props.wildcard_subscription_available = Some(false);
+        }
+        if !m.subscription_identifiers {
+            props.subscription_identifiers_available = Some(false);
+        }
+        if !m.shared_subscriptions {
+            props.shared_subscription_available = Some(false);
+        }
+        // Only when asked for [MQTT-3.1.2-28], and only if configured.
+        if p.request_response_information == Some(true) && !m.response_information.is_empty() {
+            let info = format!("{}{}/", m.response_information, client_id);
+            props.response_information = MqttString::try_from(info).ok();
+        }
         if assigned {
             props.assigned_client_identifier = Some(connect.client_id.clone());
         }
@@ -360,6 +425,9 @@ async fn start_session(
         );
     }
     shard.sync_session(&session);
+    if session_present && handler::has_shared(&session) {
+        shard.share_online(key, &session, true).await;
+    }
     tracing::info!(
         client_id = %client_id, %peer, shard = %shard.id, %version,
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
@@ -376,6 +444,7 @@ async fn start_session(
         will: connect.will.map(Box::new),
         session_expiry_at_connect,
         problem_information,
+        client_packet_max: p.maximum_packet_size.map_or(u32::MAX, |m| m.get()),
         held: std::collections::VecDeque::new(),
         aliases: None,
     };
@@ -531,10 +600,17 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     // the connection.
     if let (Some(reason), true) = (reason, conn.version.is_v5()) {
         let mut d = Disconnect::new(reason);
-        if conn.problem_information {
-            if let End::Error(e) = &end {
-                d.properties.reason_string = MqttString::try_from(e.to_string()).ok();
+        // A DISCONNECT may carry a Reason String even without Request Problem Information
+        // [MQTT-3.1.2-29], but not past the client's Maximum Packet Size [MQTT-3.14.2-3].
+        if let End::Error(e) = &end {
+            let text = e.to_string();
+            if text.len() + 8 <= conn.client_packet_max as usize {
+                d.properties.reason_string = MqttString::try_from(text).ok();
             }
+        }
+        let reference = &conn.shard.config.mqtt.server_reference;
+        if reason == ReasonCode::ServerShuttingDown && !reference.is_empty() {
+            d.properties.server_reference = MqttString::try_from(reference.clone()).ok();
         }
         conn.outbox.push(&Packet::Disconnect(d));
     }

@@ -52,6 +52,10 @@ pub struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<SubscriptionId>,
+    /// For a member of a share group: the shared subscription (`$share/group/filter`)
+    /// this delivery came through, so that it can go to another member if this one
+    /// leaves without acknowledging it.
+    pub share: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -656,6 +660,41 @@ impl Session {
         self.disconnected_at = Some(now);
         // An offline session never holds a publisher back.
         self.wake_waiters();
+    }
+
+    /// For a member of share groups whose connection ended: takes out the deliveries of
+    /// shared subscriptions that can go to another member: QoS 1 ones sent and not
+    /// acknowledged, and QoS 1/2 ones waiting in memory. A QoS 2 message already sent stays:
+    /// its delivery completes with this client when it reconnects, and goes to no one else
+    /// if its session ends first [MQTT-4.8.2-4/5] (5.0). Deliveries of a persistent session
+    /// that wait on disk stay with it.
+    /// Only deliveries whose shared subscription passes `movable` are taken.
+    pub fn take_shared(&mut self, movable: impl Fn(&std::sync::Arc<str>) -> bool) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        let mut seqs = Vec::new();
+        let inflight = std::mem::take(&mut self.inflight);
+        for f in inflight {
+            if f.delivery.qos == QoS::AtLeastOnce && f.delivery.share.as_ref().is_some_and(&movable)
+            {
+                seqs.push(f.seq);
+                taken.push(f.delivery);
+            } else {
+                self.inflight.push_back(f);
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for d in pending {
+            if d.share.as_ref().is_some_and(&movable) {
+                self.pending_bytes -= d.message.size_bytes();
+                taken.push(d);
+            } else {
+                self.pending.push_back(d);
+            }
+        }
+        for seq in seqs {
+            self.complete(seq);
+        }
+        taken
     }
 
     /// Whether this session holds back the acknowledgements of messages that reach it: it
