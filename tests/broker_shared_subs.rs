@@ -75,7 +75,11 @@ fn each_message_reaches_one_member(v: ProtocolVersion) {
     }
     let got = drain_checking_qos(&mut members, QoS::AtLeastOnce);
     let all: Vec<String> = got.iter().flatten().cloned().collect();
-    assert_eq!(sorted(all), sent, "every message exactly once across the group");
+    assert_eq!(
+        sorted(all),
+        sent,
+        "every message exactly once across the group"
+    );
     if !is_mosquitto() {
         for (i, g) in got.iter().enumerate() {
             assert_eq!(g.len(), 10, "member {i}: round robin gives each a quarter");
@@ -208,7 +212,11 @@ fn unacknowledged_messages_of_a_leaving_member_go_to_another_ringmq_only_v5() {
     assert_eq!(got.len(), 5);
     quitter.into_raw().drop_connection();
     let again = drain(std::slice::from_mut(&mut stayer)).remove(0);
-    assert_eq!(sorted(again), sorted(unacked), "the quitter's messages, redelivered");
+    assert_eq!(
+        sorted(again),
+        sorted(unacked),
+        "the quitter's messages, redelivered"
+    );
     got.extend(drain(std::slice::from_mut(&mut stayer)).remove(0));
     assert_eq!(got.len(), 5, "nothing else");
 }
@@ -349,9 +357,8 @@ fn shared_off(v: ProtocolVersion) {
     if skip_unless_ringmq("mqtt.shared_subscriptions") {
         return;
     }
-    let broker = Broker::start(
-        BrokerOptions::default().config("[mqtt]\nshared_subscriptions = false", ""),
-    );
+    let broker =
+        Broker::start(BrokerOptions::default().config("[mqtt]\nshared_subscriptions = false", ""));
     let mut raw = broker.raw();
     raw.send_packet(&Packet::Connect(Box::new(connect(v, "share-off"))), v);
     let Packet::ConnAck(ack) = raw.recv_packet(v) else {

@@ -423,6 +423,10 @@ async fn start_session(
             p.receive_maximum.map(|r| r.get()),
             p.maximum_packet_size.map(|m| m.get() as usize),
         );
+        if version.is_v5() {
+            let max = p.topic_alias_maximum.unwrap_or(0);
+            s.use_topic_aliases(max.min(limits.topic_alias_max));
+        }
     }
     shard.sync_session(&session);
     if session_present && handler::has_shared(&session) {
