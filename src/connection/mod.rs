@@ -7,6 +7,7 @@
 //! empty buffers, no handler state (packets are dispatched in a future boxed for the burst),
 //! no timer ([`keep_alive`]).
 
+mod authenticate;
 mod keep_alive;
 mod read;
 
@@ -299,13 +300,22 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 /// Returns the connection ready for [`serve`].
 async fn start_session(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
 ) -> Option<(Conn, Io)> {
     let version = connect.protocol;
+    // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
+    let mut rbuf = BytesMut::from(&buffered[..]);
+    // Enhanced authentication (v5 Authentication Method), before the session is touched.
+    let authenticated = match &connect.properties.authentication_method {
+        Some(method) => Some(
+            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf).await?,
+        ),
+        None => None,
+    };
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
@@ -380,6 +390,11 @@ async fn start_session(
         if assigned {
             props.assigned_client_identifier = Some(connect.client_id.clone());
         }
+        // [MQTT-4.12.0-5]: the method again, and the server-final-message.
+        if let Some(a) = &authenticated {
+            props.authentication_method = Some(a.auth.method().clone());
+            props.authentication_data = Some(a.server_final.clone());
+        }
         let max = limits.keep_alive_secs_max;
         if max > 0 && (keep_alive == 0 || keep_alive > max) {
             keep_alive = max;
@@ -451,12 +466,12 @@ async fn start_session(
         client_packet_max: p.maximum_packet_size.map_or(u32::MAX, |m| m.get()),
         held: std::collections::VecDeque::new(),
         aliases: None,
+        auth: authenticated.map(|a| a.auth),
     };
     let limits = &conn.shard.config.limits;
     let io = Io {
         stream,
-        // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
-        rbuf: BytesMut::from(&buffered[..]),
+        rbuf,
         wbuf: BytesMut::new(),
         read_len: INITIAL_READ_BYTES.min(limits.read_buffer_bytes),
         // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24]; the

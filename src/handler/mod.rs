@@ -2,6 +2,7 @@
 //! reason code. Handlers decide whether and what; the shard's router decides where.
 
 mod ack;
+mod auth;
 mod publish;
 mod subscribe;
 
@@ -39,6 +40,9 @@ pub struct Conn {
     /// The topic of each alias the client set (v5), index alias - 1; made on first use,
     /// `limits.topic_alias_max` long.
     pub aliases: Option<Box<[Option<crate::protocol::TopicName>]>>,
+    /// Enhanced authentication, when the CONNECT used it: the method, the user, and a
+    /// re-authentication under way. Boxed: most connections have none.
+    pub auth: Option<Box<crate::auth::ConnAuth>>,
 }
 
 /// An acknowledgement that waits for its ticket (and for those before it).
@@ -145,6 +149,8 @@ pub enum HandlerError {
     SubscriptionIdsNotSupported,
     #[error("QoS 0 PUBLISH says its payload is UTF-8 and it is not")]
     PayloadFormatInvalid,
+    #[error("re-authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl HandlerError {
@@ -162,6 +168,8 @@ impl HandlerError {
                 ReasonCode::SubscriptionIdentifiersNotSupported
             }
             HandlerError::PayloadFormatInvalid => ReasonCode::PayloadFormatInvalid,
+            // 0x87 when the exchange fails [MQTT-4.12.1-2], 0x82 when it breaks the rules.
+            HandlerError::Auth(e) => e.reason_code(),
         }
     }
 }
@@ -197,9 +205,7 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
         }
         // [MQTT-3.1.0-2]
         Packet::Connect(_) => Err(HandlerError::Protocol("second CONNECT")),
-        Packet::Auth(_) => Err(HandlerError::Protocol(
-            "AUTH without an authentication method in CONNECT",
-        )),
+        Packet::Auth(a) => auth::auth(conn, &a),
         other => Err(HandlerError::Protocol(match other.packet_type() {
             PacketType::ConnAck => "CONNACK from a client",
             PacketType::SubAck => "SUBACK from a client",

@@ -115,6 +115,8 @@ pub struct Shard {
     pub id: ShardId,
     pub count: usize,
     pub config: Arc<Config>,
+    /// Users of enhanced authentication (`[auth]`), shared by every shard.
+    pub passwords: Arc<crate::auth::PasswordStore>,
     pub session_limits: SessionLimits,
     pub sessions: RefCell<Sessions>,
     subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
@@ -154,6 +156,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         runtime::check_port_free(l.bind)?;
     }
     let (shards, placement) = runtime::placement(&config.runtime)?;
+    // Derived once, so that a user's salt is the same on every shard.
+    let passwords =
+        Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
     let config = Arc::new(config);
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -170,9 +175,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // executor start; the closure must not clone the mesh builders itself: they hold
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
-        .on_all_shards(
-            move || async move { shard_main(config, shards, data, ctrl, shutdown).await },
-        )
+        .on_all_shards(move || async move {
+            shard_main(config, passwords, shards, data, ctrl, shutdown).await
+        })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
         .join_all()
@@ -193,6 +198,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 
 async fn shard_main(
     config: Arc<Config>,
+    passwords: Arc<crate::auth::PasswordStore>,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
@@ -256,6 +262,7 @@ async fn shard_main(
             pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
+        passwords,
         sessions: RefCell::default(),
         subs: RefCell::default(),
         filter_refs: RefCell::default(),
