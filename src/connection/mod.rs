@@ -612,6 +612,19 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         if reason == ReasonCode::ServerShuttingDown && !reference.is_empty() {
             d.properties.server_reference = MqttString::try_from(reference.clone()).ok();
         }
+        // Optional properties are left out rather than send a packet past the client's
+        // Maximum Packet Size [MQTT-3.1.2-24].
+        let fits = |d: &Disconnect| {
+            Packet::Disconnect(d.clone())
+                .encoded_len(ProtocolVersion::V5)
+                .is_ok_and(|n| n <= conn.client_packet_max as usize)
+        };
+        if !fits(&d) {
+            d.properties.server_reference = None;
+        }
+        if !fits(&d) {
+            d.properties.reason_string = None;
+        }
         conn.outbox.push(&Packet::Disconnect(d));
     }
     if !matches!(end, End::Network(_)) {
