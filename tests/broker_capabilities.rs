@@ -529,6 +529,35 @@ fn response_information_only_when_requested_ringmq_only_v5_mqtt_3_1_2_28() {
     }
 }
 
+// [MQTT-3.1.2-24]: Response Information is left out rather than take the CONNACK past the
+// client's Maximum Packet Size: a client whose limit is one byte more than the CONNACK
+// without it gets that CONNACK.
+#[test]
+fn response_information_left_out_beyond_client_maximum_packet_size_ringmq_only_v5_mqtt_3_1_2_24() {
+    if skip_unless_ringmq("mqtt.response_information") {
+        return;
+    }
+    let broker = broker_with("response_information = \"resp/\"");
+    let (_plain, plain) = connect_raw(&broker, connect(V5, "asker-small"));
+    let max = u32::try_from(plain.len() + 1).expect("a small CONNACK");
+    let mut c = connect_packet_max("asker-small", max);
+    c.properties.request_response_information = Some(true);
+    let (_c, connack) = connect_raw(&broker, c);
+    assert!(
+        connack.len() <= max as usize,
+        "CONNACK of {} bytes to a client that takes {max}: {}",
+        connack.len(),
+        to_hex(&connack)
+    );
+    match decoded(&connack, V5) {
+        Packet::ConnAck(c) => {
+            assert_eq!(c.reason, ReasonCode::Success);
+            assert_eq!(c.properties.response_information, None);
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // redirect and server_reference
 // ---------------------------------------------------------------------------------------
@@ -573,6 +602,21 @@ fn redirect_server_moved_refuses_with_connack_0x9d_ringmq_only_v5_mqtt_3_2_2_7()
             "20 10 00 9d 0d 1c 00 0a 6f 74 68 65 72 3a 31 38 38 33"
         ))
     );
+    raw.expect_closed(CLOSE);
+}
+
+// [MQTT-3.1.2-24] [MQTT-3.2.2-7]: the redirecting CONNACK leaves the Server Reference out
+// rather than exceed the client's Maximum Packet Size (here 16 bytes, 18 with it): `20 03
+// 00 9c 00`, then the connection closes.
+#[test]
+fn redirect_connack_fits_client_maximum_packet_size_ringmq_only_v5_mqtt_3_1_2_24() {
+    if skip_unless_ringmq("mqtt.redirect") {
+        return;
+    }
+    let broker =
+        broker_with("redirect = \"use_another_server\"\nserver_reference = \"other:1883\"");
+    let (mut raw, connack) = connect_raw(&broker, connect_packet_max("redirected-small", 16));
+    assert_eq!(to_hex(&connack), to_hex(&hex("20 03 00 9c 00")));
     raw.expect_closed(CLOSE);
 }
 
