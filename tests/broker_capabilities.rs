@@ -98,8 +98,8 @@ fn recv_ack(c: &mut Client, rec: bool, id: u16) -> Ack {
     a
 }
 
-/// A message that reaches `sub`'s `filter`: what arrives at `sub` next must be it (so that
-/// anything refused before it was not delivered).
+/// Publishes a marker to `topic_name`, which `sub` subscribes to: the marker must be the
+/// next (and only) thing `sub` gets, so nothing refused before it was delivered.
 fn expect_only_marker(publisher: &mut Client, sub: &mut Client, topic_name: &str) {
     publisher.publish(topic_name, b"marker", QoS::AtLeastOnce);
     let p = sub.recv_message();
