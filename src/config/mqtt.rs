@@ -178,4 +178,88 @@ mod tests {
         };
         assert!(problems_of(&c).is_empty());
     }
+
+    fn parse(text: &str) -> Result<super::super::Config, super::super::ConfigError> {
+        super::super::Config::from_toml(text, "test.toml")
+    }
+
+    fn parse_err(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("expected an error, parsed {:?}", config.mqtt),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse_err("[mqtt]\nmaximum_qos = 1\nwildcards = false\n");
+        assert!(
+            err.starts_with("test.toml:3:1: mqtt.wildcards: unknown field `wildcards`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_key_parses_from_toml() {
+        let config = parse(
+            "[mqtt]\nmaximum_qos = 0\nretain_available = false\n\
+             wildcard_subscriptions = false\nsubscription_identifiers = false\n\
+             shared_subscriptions = false\nshared_strategy = \"sticky\"\n\
+             response_information = \"resp/\"\nredirect = \"use_another_server\"\n\
+             server_reference = \"b:1883\"\nvalidate_utf8_payloads = true\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            config.mqtt,
+            MqttConfig {
+                maximum_qos: 0,
+                retain_available: false,
+                wildcard_subscriptions: false,
+                subscription_identifiers: false,
+                shared_subscriptions: false,
+                shared_strategy: ShareStrategy::Sticky,
+                response_information: "resp/".into(),
+                redirect: Redirect::UseAnotherServer,
+                server_reference: "b:1883".into(),
+                validate_utf8_payloads: true,
+            }
+        );
+        assert!(problems_of(&config.mqtt).is_empty());
+        assert_eq!(parse("").expect("parses").mqtt, MqttConfig::default());
+    }
+
+    #[test]
+    fn maximum_qos_3_from_toml_is_named() {
+        let config = parse("[mqtt]\nmaximum_qos = 3\n").expect("parses");
+        let err = config.validate().expect_err("maximum_qos 3").to_string();
+        assert!(
+            err.contains("mqtt.maximum_qos: must be 0, 1 or 2; got 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_redirect_is_refused() {
+        let err = parse_err("[mqtt]\nredirect = \"elsewhere\"\n");
+        assert!(err.contains("mqtt.redirect"), "{err}");
+        assert!(err.contains("unknown variant `elsewhere`"), "{err}");
+    }
+
+    #[test]
+    fn long_or_nul_strings_are_named() {
+        let c = MqttConfig {
+            response_information: "x".repeat(STRING_BYTES_MAX / 2 + 1),
+            server_reference: "a\0b".into(),
+            ..MqttConfig::default()
+        };
+        let keys: Vec<_> = problems_of(&c).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["mqtt.server_reference", "mqtt.response_information"]);
+    }
+
+    #[test]
+    fn the_tuning_file_documents_the_defaults() {
+        let text = include_str!("../../tuning/ringmq.toml");
+        let config = parse(text).expect("tuning/ringmq.toml parses");
+        assert_eq!(config.mqtt, MqttConfig::default());
+    }
 }

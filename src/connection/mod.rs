@@ -151,7 +151,8 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         return None;
     }
     if let Some((reason, props)) = refusal(&shard.config.mqtt, &connect) {
-        refuse_with(&mut stream, version, reason, props).await;
+        let client_max = connect.properties.maximum_packet_size;
+        refuse_with(&mut stream, version, reason, props, client_max).await;
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
         return None;
     }
@@ -246,25 +247,48 @@ fn refusal(m: &MqttConfig, connect: &Connect) -> Option<(ReasonCode, ConnAckProp
 
 /// Sends a refusing CONNACK and closes.
 async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
-    refuse_with(stream, version, reason, ConnAckProperties::default()).await;
+    refuse_with(stream, version, reason, ConnAckProperties::default(), None).await;
 }
 
-/// Sends a refusing CONNACK with properties (v5 only; v3 has none) and closes.
+/// Sends a refusing CONNACK with properties (v5 only; v3 has none), within the client's
+/// Maximum Packet Size, and closes.
 async fn refuse_with(
     stream: &mut TcpStream,
     version: ProtocolVersion,
     reason: ReasonCode,
     properties: ConnAckProperties,
+    client_max: Option<std::num::NonZeroU32>,
 ) {
-    let packet = Packet::ConnAck(Box::new(ConnAck {
+    let mut connack = ConnAck {
         session_present: false,
         reason,
         properties,
-    }));
+    };
+    fit_connack(&mut connack, client_max);
+    let packet = Packet::ConnAck(Box::new(connack));
     if let Ok(bytes) = packet.to_bytes(version) {
         let _ = stream.write_all(&bytes).await;
     }
     let _ = stream.close().await;
+}
+
+/// Leaves out what a CONNACK can go without (Response Information, Server Reference) when
+/// it would take the packet past the client's Maximum Packet Size [MQTT-3.1.2-24].
+fn fit_connack(connack: &mut ConnAck, client_max: Option<std::num::NonZeroU32>) {
+    let Some(max) = client_max else {
+        return;
+    };
+    let fits = |c: &ConnAck| {
+        Packet::ConnAck(Box::new(c.clone()))
+            .encoded_len(ProtocolVersion::V5)
+            .is_ok_and(|n| n <= max.get() as usize)
+    };
+    if !fits(connack) {
+        connack.properties.response_information = None;
+    }
+    if !fits(connack) {
+        connack.properties.server_reference = None;
+    }
 }
 
 thread_local! {
@@ -404,11 +428,15 @@ async fn start_session(
     if session.borrow().expiry_secs > 0 {
         shard.storage.ensure_log().await;
     }
-    outbox.push(&Packet::ConnAck(Box::new(ConnAck {
+    let mut connack = ConnAck {
         session_present,
         reason: ReasonCode::Success,
         properties: props,
-    })));
+    };
+    if version.is_v5() {
+        fit_connack(&mut connack, p.maximum_packet_size);
+    }
+    outbox.push(&Packet::ConnAck(Box::new(connack)));
     {
         let mut s = session.borrow_mut();
         // A persistent session is logged from its first connection on; clean sessions
@@ -630,6 +658,19 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         let reference = &conn.shard.config.mqtt.server_reference;
         if reason == ReasonCode::ServerShuttingDown && !reference.is_empty() {
             d.properties.server_reference = MqttString::try_from(reference.clone()).ok();
+        }
+        // Optional properties are left out rather than send a packet past the client's
+        // Maximum Packet Size [MQTT-3.1.2-24].
+        let fits = |d: &Disconnect| {
+            Packet::Disconnect(d.clone())
+                .encoded_len(ProtocolVersion::V5)
+                .is_ok_and(|n| n <= conn.client_packet_max as usize)
+        };
+        if !fits(&d) {
+            d.properties.server_reference = None;
+        }
+        if !fits(&d) {
+            d.properties.reason_string = None;
         }
         conn.outbox.push(&Packet::Disconnect(d));
     }
