@@ -102,6 +102,11 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
     // Retained messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
     for (filter, granted, id) in retained_for {
         for message in conn.shard.retained_matching(&filter).await {
+            // A retained message past its Message Expiry Interval is not sent
+            // [MQTT-3.3.2-5] (5.0).
+            if message.is_expired() {
+                continue;
+            }
             let qos = message.qos.min(granted);
             let delivery = Delivery {
                 message: Rc::clone(&message),
