@@ -1,7 +1,7 @@
 //! Conformance: PUBLISH statements of MQTT 3.1.1 and 5.0 that the other suites do not
 //! cover: the 5.0 message properties a server forwards unaltered (PUBLISH and will), a
 //! message reaching every matching session (online and offline), and a byte order mark in a
-//! topic name kept as it is.
+//! topic name kept as it is, and Topic Aliases beyond the Topic Alias Maximum refused.
 
 pub mod common;
 
@@ -166,3 +166,52 @@ fn check_bom_kept(v: ProtocolVersion) {
 }
 test_versions!(check_bom_kept => byte_order_mark_in_topic_kept_v311_mqtt_1_5_3_3,
     byte_order_mark_in_topic_kept_v5_mqtt_1_5_4_3);
+
+/// A broker that lets a v5 client set `max` topic aliases.
+fn alias_broker(max: u16) -> Broker {
+    Broker::start(BrokerOptions::default().config(
+        &format!("[limits]\ntopic_alias_max = {max}"),
+        &format!("max_topic_alias {max}"),
+    ))
+}
+
+/// A QoS 0 PUBLISH to `topic_name` with Topic Alias `alias`.
+fn aliased(topic_name: &str, alias: u16) -> Publish {
+    let mut p = publish(topic_name, b"aliased", qos(0), 0);
+    p.properties.topic_alias = std::num::NonZeroU16::new(alias);
+    p
+}
+
+// [MQTT-3.2.2-17] (5.0) A client must not send a Topic Alias above the Topic Alias Maximum
+// in the CONNACK: the server advertises 4, accepts 4, and answers 5 with DISCONNECT 0x94
+// (Topic Alias invalid) and the close.
+#[test]
+fn topic_alias_above_connack_maximum_refused_v5_mqtt_3_2_2_17() {
+    let broker = alias_broker(4);
+    let mut c = broker.client(V5, "alias-4");
+    assert_eq!(c.connack.properties.topic_alias_maximum, Some(4));
+    c.send_mqtt(&ringmq::protocol::Packet::Publish(aliased("al/t", 4)));
+    c.ping();
+    c.send_mqtt(&ringmq::protocol::Packet::Publish(aliased("al/t", 5)));
+    let mut raw = c.into_raw();
+    raw.expect_disconnect(0x94);
+    raw.expect_closed(Duration::from_secs(5));
+}
+
+// [MQTT-3.2.2-18] (5.0) With Topic Alias Maximum absent or 0 in the CONNACK, a client must
+// send no Topic Alias: a server configured for no aliases says so and answers a PUBLISH with
+// Topic Alias 1 with DISCONNECT 0x94 and the close.
+#[test]
+fn topic_alias_refused_when_maximum_is_zero_v5_mqtt_3_2_2_18() {
+    let broker = alias_broker(0);
+    let mut c = broker.client(V5, "alias-0");
+    assert!(
+        matches!(c.connack.properties.topic_alias_maximum, None | Some(0)),
+        "CONNACK Topic Alias Maximum: {:?}",
+        c.connack.properties.topic_alias_maximum
+    );
+    c.send_mqtt(&ringmq::protocol::Packet::Publish(aliased("al/t", 1)));
+    let mut raw = c.into_raw();
+    raw.expect_disconnect(0x94);
+    raw.expect_closed(Duration::from_secs(5));
+}
