@@ -380,3 +380,79 @@ fn check_delivery_completed_after_unsubscribe(v: ProtocolVersion) {
 }
 test_versions!(check_delivery_completed_after_unsubscribe => started_deliveries_completed_after_unsubscribe_v311_mqtt_3_10_4_3,
     started_deliveries_completed_after_unsubscribe_v5_mqtt_3_10_4_3);
+
+/// A persistent v5 session "opts" subscribed to `opts/t` with No Local, Retain As Published
+/// and Subscription Identifier 9, then disconnected.
+fn park_subscription_with_options(broker: &Broker) {
+    let mut c = Client::connect(broker.addr(), connect_persistent(V5, "opts"));
+    subscribe_with(
+        &mut c,
+        "opts/t",
+        SubscriptionOptions {
+            no_local: true,
+            retain_as_published: true,
+            ..options(1)
+        },
+        Some(9),
+    );
+    c.disconnect();
+}
+
+/// The resumed session "opts" still applies its options: its own message is not sent back
+/// [MQTT-3.8.3-3] (5.0), another client's retained message keeps RETAIN 1
+/// [MQTT-3.3.1-13] (5.0), and carries Subscription Identifier 9 [MQTT-3.3.4-3] (5.0).
+fn expect_options_applied(broker: &Broker) {
+    let mut c = Client::connect(broker.addr(), connect_persistent(V5, "opts"));
+    assert!(c.session_present());
+    c.publish("opts/t", b"own", qos(1));
+    let mut other = broker.client(V5, "opts-other");
+    other.publish_retained("opts/t", b"theirs", qos(1));
+    let p = c.recv_message();
+    assert_eq!(
+        (text(&p).as_str(), p.retain, ids(&p)),
+        ("theirs", true, vec![9]),
+        "{p:?}"
+    );
+    c.expect_nothing(QUIET);
+}
+
+// The subscription options and the Subscription Identifier are part of the session: they
+// apply after the session resumes ([MQTT-3.8.3-3] (5.0), [MQTT-3.3.1-13] (5.0),
+// [MQTT-3.3.4-3] (5.0)).
+#[test]
+fn subscription_options_kept_in_session_v5_mqtt_3_3_4_3() {
+    let broker = Broker::start_default();
+    park_subscription_with_options(&broker);
+    expect_options_applied(&broker);
+}
+
+// The same after ringmq restarts: the stored session keeps the options and the
+// identifier ([MQTT-3.8.3-3] (5.0), [MQTT-3.3.1-13] (5.0), [MQTT-3.3.4-3] (5.0)).
+#[test]
+fn subscription_options_kept_across_restart_v5_mqtt_3_3_4_3_ringmq_only() {
+    if skip_unless_ringmq("the harness runs Mosquitto without persistence") {
+        return;
+    }
+    let mut broker = Broker::start_default();
+    park_subscription_with_options(&broker);
+    broker.stop();
+    broker.restart();
+    expect_options_applied(&broker);
+}
+
+// A SUBSCRIBE that replaces a subscription replaces its Subscription Identifier too
+// ([MQTT-3.8.4-3] (5.0)): messages then carry the new identifier [MQTT-3.3.4-3] (5.0), and
+// none once a replacement comes without one.
+#[test]
+fn resubscribe_replaces_subscription_identifier_v5_mqtt_3_8_4_3() {
+    let broker = Broker::start_default();
+    let mut c = broker.client(V5, "sid-re");
+    let mut publisher = broker.client(V5, "sid-re-pub");
+    for (id, want) in [(Some(3), vec![3]), (Some(4), vec![4]), (None, vec![])] {
+        subscribe_with(&mut c, "sre/t", options(1), id);
+        publisher.publish("sre/t", b"x", qos(1));
+        let p = c.recv_message();
+        assert_eq!(ids(&p), want, "after SUBSCRIBE with identifier {id:?}");
+        c.expect_nothing(QUIET);
+    }
+}
