@@ -236,3 +236,34 @@ fn too_large_message_discarded_as_if_sent_v5_mqtt_3_1_2_25_ringmq_only() {
     sub.expect_nothing(QUIET);
     assert_eq!(p.qos, QoS::AtLeastOnce);
 }
+
+// [MQTT-3.1.2-24] (5.0) The server sends no packet above the client's Maximum Packet Size
+// whatever the path: not a retained message sent for a new subscription, not a message
+// queued while the session was offline; such a message is discarded [MQTT-3.1.2-25] (5.0)
+// and the ones that fit still come.
+#[test]
+fn too_large_retained_and_queued_messages_not_sent_v5_mqtt_3_1_2_24() {
+    let broker = Broker::start_default();
+    let small = || {
+        let mut c = connect_persistent(V5, "mps-q");
+        c.properties.maximum_packet_size = NonZeroU32::new(128);
+        c
+    };
+    let mut sub = Client::connect(broker.addr(), small());
+    sub.subscribe_one("mpq/t", qos(1));
+    sub.disconnect();
+    let mut publisher = broker.client(V5, "mpq-pub");
+    publisher.publish("mpq/t", &[b'L'; 300], qos(1));
+    publisher.publish("mpq/t", b"queued small", qos(1));
+    publisher.publish_retained("mpq/big", &[b'R'; 300], qos(1));
+    publisher.publish_retained("mpq/small", b"retained small", qos(1));
+    let mut sub = Client::connect(broker.addr(), small());
+    assert!(sub.session_present());
+    assert_eq!(text(&sub.recv_message()), "queued small");
+    sub.expect_nothing(QUIET);
+    sub.subscribe_one("mpq/big", qos(1));
+    sub.subscribe_one("mpq/small", qos(1));
+    let p = sub.recv_message();
+    assert_eq!((text(&p).as_str(), p.retain), ("retained small", true));
+    sub.expect_nothing(QUIET);
+}
