@@ -1,7 +1,8 @@
-//! Conformance: flow control and the QoS 1 / QoS 2 flows of MQTT 5.0 that the other suites
-//! do not cover: the client's Receive Maximum as the server's send quota, the packets the
+//! Conformance: flow control and the QoS 1 / QoS 2 flows that the other suites do not
+//! cover: (5.0) the client's Receive Maximum as the server's send quota, the packets the
 //! server keeps answering while its quota is used up, negative acknowledgements from the
-//! client, message expiry inside a QoS 2 flow, and messages too large for the client.
+//! client, message expiry inside a QoS 2 flow, and messages too large for the client; (both
+//! versions) a PUBREL sent again after a reconnection.
 //!
 //! The sleeps here let a Message Expiry Interval of 1 s pass: time is what is under test.
 
@@ -12,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use ringmq::protocol::{Ack, Connect, Packet, Publish, QoS, ReasonCode};
+use ringmq::protocol::{Ack, Connect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -267,3 +268,34 @@ fn too_large_retained_and_queued_messages_not_sent_v5_mqtt_3_1_2_24() {
     assert_eq!((text(&p).as_str(), p.retain), ("retained small", true));
     sub.expect_nothing(QUIET);
 }
+
+// The server answers every PUBREL with a PUBCOMP of the same packet identifier
+// ([MQTT-4.3.3-2] (3.1.1), [MQTT-4.3.3-11] (5.0)), also a PUBREL a client sends again after
+// reconnecting because it never saw the PUBCOMP [MQTT-4.4.0-1] (the server has already
+// forgotten the id; 5.0 may say so with 0x92, Packet Identifier not found). The message is
+// delivered once.
+fn check_pubrel_resent_after_reconnect(v: ProtocolVersion) {
+    let broker = Broker::start_default();
+    let mut sub = broker.client(v, "prr-sub");
+    sub.subscribe_one("prr/t", qos(2));
+    let mut c = Client::connect(broker.addr(), connect_persistent(v, "prr")).into_raw();
+    c.send_packet(
+        &Packet::Publish(publish("prr/t", b"once", qos(2), 0x0a0b)),
+        v,
+    );
+    c.expect_bytes("50 02 0a 0b");
+    c.send(&hex("62 02 0a 0b"));
+    c.expect_bytes("70 02 0a 0b");
+    c.drop_connection();
+    let mut c = Client::connect(broker.addr(), connect_persistent(v, "prr")).into_raw();
+    c.send(&hex("62 02 0a 0b"));
+    let got = to_hex(&c.recv_raw());
+    assert!(
+        got == "70 02 0a 0b" || (v.is_v5() && got == "70 03 0a 0b 92"),
+        "PUBCOMP for the resent PUBREL: {got}"
+    );
+    assert_eq!(text(&sub.recv_message()), "once");
+    sub.expect_nothing(QUIET);
+}
+test_versions!(check_pubrel_resent_after_reconnect => resent_pubrel_gets_pubcomp_v311_mqtt_4_3_3_2,
+    resent_pubrel_gets_pubcomp_v5_mqtt_4_3_3_11);
