@@ -456,3 +456,51 @@ fn resubscribe_replaces_subscription_identifier_v5_mqtt_3_8_4_3() {
         c.expect_nothing(QUIET);
     }
 }
+
+/// The retained messages a new client gets right after subscribing to `filter_text` (their
+/// topics, sorted), shown complete by a fence on `fence/end` published afterwards.
+fn retained_for(broker: &Broker, v: ProtocolVersion, filter_text: &str) -> Vec<String> {
+    let mut sub = broker.client(v, "rm-sub");
+    sub.subscribe(&[("fence/end", qos(1)), (filter_text, qos(1))]);
+    let mut fence = broker.client(v, "fencer");
+    fence.publish("fence/end", b"fence", qos(1));
+    let mut got = Vec::new();
+    loop {
+        let p = sub.recv_message();
+        if p.topic.as_str() == "fence/end" {
+            break;
+        }
+        assert!(p.retain, "{p:?}");
+        got.push(p.topic.as_str().to_owned());
+    }
+    got.sort();
+    got
+}
+
+// Retained messages sent for a new subscription are those of every matching topic
+// ([MQTT-3.3.1-6] (3.1.1), [MQTT-3.3.1-9] (5.0)) by the same matching rules as live ones: a
+// filter starting with a wildcard matches no `$` topic [MQTT-4.7.2-1]; `#` matches its
+// parent level ([MQTT-4.7.1-2] (3.1.1), [MQTT-4.7.1-1] (5.0)); `+` matches an empty level
+// ([MQTT-4.7.1-3] (3.1.1), [MQTT-4.7.1-2] (5.0)).
+fn check_retained_matching(v: ProtocolVersion) {
+    let broker = Broker::with_shards(4);
+    let mut publisher = broker.client(v, "rm-pub");
+    for t in ["$rm/t", "rm", "rm/a", "rm/a/b", "/x", "rmx"] {
+        publisher.publish_retained(t, t.as_bytes(), qos(1));
+    }
+    let all_but_dollar = retained_for(&broker, v, "#");
+    assert!(
+        all_but_dollar.iter().all(|t| !t.starts_with('$')),
+        "`#` got a `$` topic: {all_but_dollar:?}"
+    );
+    for t in ["rm", "rm/a", "rm/a/b", "/x", "rmx"] {
+        assert!(all_but_dollar.contains(&t.to_owned()), "`#` missed {t}");
+    }
+    assert_eq!(retained_for(&broker, v, "+/t"), Vec::<String>::new());
+    assert_eq!(retained_for(&broker, v, "$rm/#"), ["$rm/t"]);
+    assert_eq!(retained_for(&broker, v, "rm/#"), ["rm", "rm/a", "rm/a/b"]);
+    assert_eq!(retained_for(&broker, v, "+/x"), ["/x"]);
+    assert_eq!(retained_for(&broker, v, "rm/+"), ["rm/a"]);
+}
+test_versions!(check_retained_matching => retained_messages_follow_matching_rules_v311_mqtt_4_7_2_1,
+    retained_messages_follow_matching_rules_v5_mqtt_4_7_2_1);
