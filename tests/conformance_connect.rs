@@ -562,3 +562,72 @@ fn nothing_after_server_disconnect_v5_mqtt_3_14_4_1() {
     }
     raw.expect_closed(CLOSE);
 }
+
+/// A v5 CONNECT (clean start, keep-alive 60, client id "props") with the property block
+/// `properties` and, when `will_properties` is given, a will on `w/t` with that block.
+fn v5_connect_with_properties(properties: &[u8], will_properties: Option<&[u8]>) -> Vec<u8> {
+    let flags = if will_properties.is_some() {
+        0x06
+    } else {
+        0x02
+    };
+    let mut body = string_field(b"MQTT");
+    body.extend_from_slice(&[5, flags, 0x00, 0x3c]);
+    body.push(u8::try_from(properties.len()).expect("short properties"));
+    body.extend_from_slice(properties);
+    body.extend_from_slice(&string_field(b"props"));
+    if let Some(w) = will_properties {
+        body.push(u8::try_from(w.len()).expect("short properties"));
+        body.extend_from_slice(w);
+        body.extend_from_slice(&string_field(b"w/t"));
+        body.extend_from_slice(&string_field(b"bye"));
+    }
+    frame(0x10, &body)
+}
+
+// [MQTT-3.1.4-1] (5.0) The server validates the CONNECT against section 3.1 and closes the
+// connection when it does not match (a CONNACK 0x81 or 0x82 first is allowed; never a
+// DISCONNECT [MQTT-3.14.0-1] (5.0)): properties out of range (Receive Maximum 0, Maximum
+// Packet Size 0, Request Problem Information 2), a property given twice, a property CONNECT
+// does not have (Payload Format Indicator, Topic Alias), and will properties a will does not
+// have (Subscription Identifier) or given twice. The same builder with valid properties is
+// accepted.
+#[test]
+fn invalid_connect_properties_refused_v5_mqtt_3_1_4_1() {
+    let broker = Broker::start_default();
+    let mut c = broker.raw();
+    c.send(&v5_connect_with_properties(
+        &hex("11 00 00 00 0a 21 00 05 27 00 00 10 00 17 01"),
+        Some(&hex("01 01 02 00 00 00 3c")),
+    ));
+    expect_accepted(&mut c, "valid properties");
+    let cases: [(&str, &str, Option<&str>); 8] = [
+        ("Receive Maximum 0", "21 00 00", None),
+        ("Maximum Packet Size 0", "27 00 00 00 00", None),
+        ("Request Problem Information 2", "17 02", None),
+        (
+            "Session Expiry Interval twice",
+            "11 00 00 00 0a 11 00 00 00 0a",
+            None,
+        ),
+        ("Payload Format Indicator in CONNECT", "01 01", None),
+        ("Topic Alias in CONNECT", "23 00 01", None),
+        ("Subscription Identifier in a will", "", Some("0b 01")),
+        (
+            "Message Expiry Interval twice in a will",
+            "",
+            Some("02 00 00 00 3c 02 00 00 00 3c"),
+        ),
+    ];
+    for (what, properties, will_properties) in cases {
+        let will_bytes = will_properties.map(hex);
+        let mut c = broker.raw();
+        c.send(&v5_connect_with_properties(
+            &hex(properties),
+            will_bytes.as_deref(),
+        ));
+        eprintln!("{what}");
+        expect_refused(&mut c, V5, what);
+    }
+    still_serves(&broker, V5);
+}
