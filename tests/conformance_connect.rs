@@ -168,9 +168,9 @@ fn password_without_user_name_refused_v311_mqtt_3_1_2_22() {
     still_serves(&broker, V311);
 }
 
-// Strings in a CONNECT must be well-formed UTF-8 without U+0000 ([MQTT-1.5.3-1],
-// [MQTT-1.5.3-2] (3.1.1); [MQTT-1.5.4-1], [MQTT-1.5.4-2] (5.0)); a server that receives one
-// that is not closes the connection. Covered fields: the client id [MQTT-3.1.3-4], the will
+// Strings in a CONNECT must be well-formed UTF-8 without U+0000 ([MQTT-1.5.3-1] (3.1.1),
+// [MQTT-1.5.3-2] (3.1.1); [MQTT-1.5.4-1] (5.0), [MQTT-1.5.4-2] (5.0)); a server that
+// receives one that is not closes the connection. Covered fields: the client id [MQTT-3.1.3-4], the will
 // topic ([MQTT-3.1.3-10] (3.1.1), [MQTT-3.1.3-11] (5.0)) and the user name
 // ([MQTT-3.1.3-11] (3.1.1), [MQTT-3.1.3-12] (5.0)).
 fn check_bad_strings_in_connect(v: ProtocolVersion) {

@@ -216,8 +216,9 @@ fn check_subscribe_fields(v: ProtocolVersion) {
 test_versions!(check_subscribe_fields => bad_subscribe_fields_close_connection_v311_mqtt_2_3_1_1,
     bad_subscribe_fields_close_connection_v5_mqtt_2_2_1_3);
 
-// Topic filters and names are well-formed UTF-8 ([MQTT-1.5.3-1] (3.1.1), [MQTT-1.5.4-1]
-// (5.0)) without U+0000 ([MQTT-1.5.3-2] (3.1.1), [MQTT-1.5.4-2] (5.0), [MQTT-4.7.3-2]), in
+// Topic filters and names are well-formed UTF-8 ([MQTT-1.5.3-1] (3.1.1),
+// [MQTT-1.5.4-1] (5.0)) without U+0000 ([MQTT-1.5.3-2] (3.1.1), [MQTT-1.5.4-2] (5.0),
+// [MQTT-4.7.3-2]), in
 // SUBSCRIBE [MQTT-3.8.3-1] and UNSUBSCRIBE [MQTT-3.10.3-1] alike, and at least one
 // character long [MQTT-4.7.3-1]; `+` fills a whole level ([MQTT-4.7.1-3] (3.1.1),
 // [MQTT-4.7.1-2] (5.0)). Anything else closes the connection.
