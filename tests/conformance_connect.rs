@@ -415,9 +415,10 @@ fn check_refusal_session_present_0(v: ProtocolVersion) {
 test_versions!(check_refusal_session_present_0 => refusing_connack_has_session_present_0_v311_mqtt_3_2_2_4,
     refusing_connack_has_session_present_0_v5_mqtt_3_2_2_6);
 
-// [MQTT-3.2.0-1] The first packet the server sends is the CONNACK, even when a resumed
-// session has messages waiting (with four shards they come from elsewhere); and the server
-// sends one CONNACK only [MQTT-3.2.0-2] (5.0): none follows among the queued messages.
+// [MQTT-3.2.0-1] The first packet the server sends is the CONNACK, a successful one
+// ([MQTT-3.1.4-4] (3.1.1), [MQTT-3.1.4-5] (5.0)), even when a resumed session has messages
+// waiting (with four shards they come from elsewhere); and the server sends one CONNACK only
+// [MQTT-3.2.0-2] (5.0): none follows among the queued messages.
 fn check_connack_first(v: ProtocolVersion) {
     let broker = Broker::with_shards(4);
     let mut c = Client::connect(broker.addr(), connect_persistent(v, "queued-up"));

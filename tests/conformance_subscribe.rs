@@ -295,7 +295,8 @@ fn subscription_identifiers_of_matching_subscriptions_sent_v5_mqtt_3_3_4_3() {
 // A SUBSCRIBE of several filters is handled as that many SUBSCRIBEs in a row, with one
 // SUBACK ([MQTT-3.8.4-4] (3.1.1), [MQTT-3.8.4-5] (5.0)): the second of two identical filters
 // replaces the first (the message comes once, at the second's QoS 0), and each filter gets
-// its retained messages.
+// its retained messages. The SUBACK [MQTT-3.8.4-1] has the SUBSCRIBE's packet identifier
+// [MQTT-3.8.4-2] and one code per filter in the filters' order [MQTT-3.9.3-1].
 fn check_subscribe_as_sequence(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut publisher = broker.client(v, "seq-pub");
