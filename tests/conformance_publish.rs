@@ -220,8 +220,6 @@ fn topic_alias_refused_when_maximum_is_zero_v5_mqtt_3_2_2_18() {
 // sent to a new subscription; [MQTT-3.3.2-6] (5.0) one still alive is sent with its
 // interval less the time it waited (2 s here).
 #[test]
-#[ignore = "ringmq bug: a retained message whose Message Expiry Interval has passed is still \
-            sent to a new subscription, with its original interval"]
 fn retained_messages_expire_v5_mqtt_3_3_2_5() {
     let broker = Broker::start_default();
     let mut publisher = broker.client(V5, "rexp-pub");

@@ -93,8 +93,6 @@ fn will_and_watcher(
 // [MQTT-3.14.4-3] (5.0): one with 0x80 (Unspecified error) closes the connection and the
 // will is published. (Mosquitto 2.0.11 also discards the will here.)
 #[test]
-#[ignore = "ringmq bug: a v5 DISCONNECT with a reason code other than 0x00 and 0x04 (here \
-            0x80) discards the will; only 0x00 may"]
 fn will_published_after_disconnect_with_error_v5_mqtt_3_1_2_8() {
     let broker = Broker::start_default();
     let (c, mut watcher) = will_and_watcher(&broker, V5, "erring", "ew/t");

@@ -199,8 +199,10 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
                 }
                 conn.session.borrow_mut().expiry_secs = expiry;
             }
+            // Only a normal disconnection (0x00) deletes the will [MQTT-3.1.2-10] (5.0):
+            // 0x04 asks for it, and so does any error code [MQTT-3.14.4-3] (5.0).
             Ok(Flow::Disconnect {
-                will: d.reason == ReasonCode::DisconnectWithWillMessage,
+                will: d.reason != ReasonCode::Success,
             })
         }
         // [MQTT-3.1.0-2]
