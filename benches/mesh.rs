@@ -54,6 +54,8 @@ fn throughput(n: usize) -> f64 {
                                 message: m.clone(),
                                 ticket: None,
                                 tag: None,
+                                regular: true,
+                                picks: Vec::new(),
                             },
                         )
                         .await
@@ -106,6 +108,8 @@ fn round_trips(n: usize) -> Vec<Duration> {
                                 message: message(),
                                 ticket: None,
                                 tag: None,
+                                regular: true,
+                                picks: Vec::new(),
                             },
                         )
                         .await

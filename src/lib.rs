@@ -1,6 +1,8 @@
 //! ringmq: an MQTT 3.1, 3.1.1 and 5.0 broker for Linux, one shard per CPU core on io_uring.
 //!
 //! # Layout
+//! - [`auth`]: MQTT 5 enhanced authentication: SCRAM-SHA-256, the users it checks, the
+//!   exchange as AUTH packets (CONNECT phase and re-authentication).
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
@@ -8,6 +10,7 @@
 //! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
 //!   recovery, and the broker's record types ([`persist::state`]).
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod handler;

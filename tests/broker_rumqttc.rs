@@ -734,4 +734,94 @@ mod v5 {
             assert_eq!(text(&next_publish(&mut sub_ev).await).1, i.to_string());
         }
     }
+
+    // Server-to-client topic aliases with a client that accepts them (rumqttc's Topic
+    // Alias Maximum): rumqttc resolves every alias the broker sets back to its topic
+    // [MQTT-3.3.2-11] (5.0).
+    #[tokio::test]
+    async fn rumqttc_resolves_the_aliases_the_server_assigns_ringmq_only_v5_mqtt_3_3_2_11() {
+        if crate::common::skip_unless_ringmq("server-to-client topic aliases") {
+            return;
+        }
+        let broker = Broker::start_default();
+        let mut o = options(&broker, "alias-sub");
+        let mut props = ConnectProperties::new();
+        props.topic_alias_max = Some(2);
+        o.set_connect_properties(props);
+        let (sub, mut sub_ev, _) = connect(o).await;
+        subscribe(&sub, &mut sub_ev, "alias/#", QoS::AtLeastOnce).await;
+        let (publisher, mut pub_ev, _) = connect(options(&broker, "alias-pub")).await;
+        let topics = [
+            "alias/a", "alias/a", "alias/b", "alias/c", "alias/a", "alias/c",
+        ];
+        for (i, t) in topics.iter().enumerate() {
+            publish(
+                &publisher,
+                &mut pub_ev,
+                t,
+                format!("{i}").as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await;
+        }
+        let mut aliased = 0;
+        for (i, t) in topics.iter().enumerate() {
+            let p = next_publish(&mut sub_ev).await;
+            let alias = p.properties.as_ref().and_then(|pr| pr.topic_alias);
+            aliased += usize::from(alias.is_some());
+            assert!(
+                alias.map_or(true, |a| (1..=2).contains(&a)),
+                "alias {alias:?}"
+            );
+            assert_eq!(text(&p), ((*t).to_owned(), format!("{i}")));
+        }
+        assert_eq!(aliased, topics.len(), "every PUBLISH used an alias");
+    }
+
+    // Shared subscription with rumqttc members on a four-shard broker: each message goes to
+    // exactly one of them.
+    #[tokio::test]
+    async fn rumqttc_members_of_a_share_group_split_the_messages_v5() {
+        let broker = Broker::with_shards(4);
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let (c, mut ev, _) = connect(options(&broker, &format!("worker-{i}"))).await;
+            subscribe(&c, &mut ev, "$share/pool/work/+", QoS::AtLeastOnce).await;
+            members.push((c, ev));
+        }
+        let (publisher, mut pub_ev, _) = connect(options(&broker, "boss")).await;
+        let sent: Vec<String> = (0..24).map(|i| format!("task-{i:02}")).collect();
+        for s in &sent {
+            publish(
+                &publisher,
+                &mut pub_ev,
+                "work/x",
+                s.as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await;
+        }
+        let mut got = Vec::new();
+        for (_, ev) in &mut members {
+            while let Ok(Ok(Event::Incoming(Packet::Publish(p)))) = timeout(QUIET, async {
+                loop {
+                    match ev.poll().await {
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            return Ok(Event::Incoming(Packet::Publish(p)))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+            .await
+            {
+                got.push(text(&p).1);
+            }
+        }
+        got.sort();
+        assert_eq!(got, sent, "each task once across the pool");
+    }
 }

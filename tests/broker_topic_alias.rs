@@ -89,3 +89,88 @@ fn an_alias_never_set_on_this_connection_is_a_protocol_error_mqtt_3_3_2_7() {
     second.send_mqtt(&ringmq::protocol::Packet::Publish(aliased("", 1, "?", 1)));
     second.expect_disconnect(0x82);
 }
+
+/// A v5 subscriber that accepts `max` topic aliases from the server, subscribed to `ta/#`.
+fn alias_accepting_subscriber(broker: &Broker, id: &str, max: u16) -> Client {
+    let mut c = connect(V5, id);
+    c.properties.topic_alias_maximum = Some(max);
+    let mut sub = Client::connect(broker.addr(), c);
+    sub.subscribe_one("ta/#", QoS::AtMostOnce);
+    sub
+}
+
+// [MQTT-3.3.2-11] (5.0) Server to client: the broker names a topic it sends again by an
+// alias, never one above the Topic Alias Maximum the client sent in CONNECT; when all
+// are taken it reassigns them (the PUBLISH that does carries the topic again). Exact
+// bytes: QoS 0 PUBLISH, topic "ta/1" with Topic Alias (0x23) 1, then the alias alone
+// with an empty topic name.
+#[test]
+fn the_server_names_repeated_topics_by_alias_within_the_clients_maximum_ringmq_only_v5_mqtt_3_3_2_11(
+) {
+    if skip_unless_ringmq("server-to-client topic aliases") {
+        return;
+    }
+    let broker = Broker::start_default();
+    let mut sub = alias_accepting_subscriber(&broker, "ta-sub", 2);
+    let mut publisher = broker.client(V5, "ta-pub");
+    publisher.publish("ta/1", b"a", QoS::AtMostOnce);
+    publisher.publish("ta/1", b"b", QoS::AtMostOnce);
+    sub.expect_bytes("30 0b 00 04 74 61 2f 31 03 23 00 01 61");
+    sub.expect_bytes("30 07 00 00 03 23 00 01 62");
+    for (t, payload) in [("ta/2", "c"), ("ta/1", "d"), ("ta/3", "e"), ("ta/3", "f")] {
+        publisher.publish(t, payload.as_bytes(), QoS::AtMostOnce);
+    }
+    // (topic name sent, alias) for each.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let p = sub.recv_publish();
+        let alias = p.properties.topic_alias.map_or(0, |a| a.get());
+        assert!((1..=2).contains(&alias), "alias {alias} within 1..=2");
+        seen.push((p.topic.as_str().to_owned(), alias, text(&p)));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ta/2".to_owned(), 2, "c".to_owned()),
+            (String::new(), 1, "d".to_owned()),
+            // Both aliases taken: alias 1 is reassigned, with the topic.
+            ("ta/3".to_owned(), 1, "e".to_owned()),
+            (String::new(), 1, "f".to_owned()),
+        ]
+    );
+    sub.expect_nothing(QUIET);
+}
+
+// Aliases belong to a connection: a resumed session's new connection gets the topic name
+// again before any alias. And a client that accepts none gets none.
+#[test]
+fn server_aliases_start_afresh_on_each_connection_ringmq_only_v5() {
+    if skip_unless_ringmq("server-to-client topic aliases") {
+        return;
+    }
+    let broker = Broker::start_default();
+    let mut sub = alias_accepting_subscriber(&broker, "ta-again", 4);
+    let mut publisher = broker.client(V5, "ta-again-pub");
+    publisher.publish("ta/x", b"1", QoS::AtMostOnce);
+    let p = sub.recv_publish();
+    assert_eq!(
+        (p.topic.as_str(), p.properties.topic_alias.map(|a| a.get())),
+        ("ta/x", Some(1))
+    );
+    sub.disconnect();
+    let mut sub = alias_accepting_subscriber(&broker, "ta-again", 4);
+    publisher.publish("ta/x", b"2", QoS::AtMostOnce);
+    let p = sub.recv_publish();
+    assert_eq!(
+        (p.topic.as_str(), p.properties.topic_alias.map(|a| a.get())),
+        ("ta/x", Some(1)),
+        "the new connection learns the alias again"
+    );
+    let mut plain = broker.client(V5, "ta-none");
+    plain.subscribe_one("ta/#", QoS::AtMostOnce);
+    for _ in 0..3 {
+        publisher.publish("ta/y", b"3", QoS::AtMostOnce);
+        let p = plain.recv_publish();
+        assert_eq!((p.topic.as_str(), p.properties.topic_alias), ("ta/y", None));
+    }
+}

@@ -11,10 +11,12 @@
 //!
 //! [`Config::load_with`] does all three.
 //!
-//! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[[listener]]`, `[storage]`
-//! and `[log]` here.
+//! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[mqtt]` in [`mqtt`],
+//! `[auth]` in [`auth`], `[[listener]]`, `[storage]` and `[log]` here.
 
+pub mod auth;
 pub mod limits;
+pub mod mqtt;
 pub mod tuning;
 
 use std::fmt;
@@ -29,7 +31,9 @@ use serde::de::{Deserializer, Error as _, Unexpected};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use auth::{AuthConfig, UserConfig};
 pub use limits::Limits;
+pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
 
 /// The default configuration file, with every key, its default and its range commented.
@@ -91,6 +95,10 @@ pub struct Config {
     pub limits: Limits,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[mqtt]`: optional MQTT features (capabilities, shared subscriptions, redirection).
+    pub mqtt: MqttConfig,
+    /// `[auth]`: enhanced authentication (SCRAM-SHA-256) and its users.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -101,6 +109,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
+            mqtt: MqttConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -199,6 +209,8 @@ impl Config {
         validate_listeners(&self.listeners, &mut problems);
         self.storage.validate(&self.limits, &mut problems);
         self.limits.validate(&mut problems);
+        self.mqtt.validate(&mut problems);
+        self.auth.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -1234,6 +1246,93 @@ mod tests {
              runtime.ring_depth: must be between 16 and 4096; got 8\n  \
              limits.packet_bytes_max: must be between 16 and 268435460; got 3"
         );
+    }
+
+    // --- [auth] ------------------------------------------------------------------------
+
+    #[test]
+    fn auth_users_are_read() {
+        let text = "[auth]\nscram_iterations = 8192\n\
+                    [[auth.users]]\nusername = \"alice\"\npassword = \"secret\"\n\
+                    [[auth.users]]\nusername = \"bob\"\npassword = \"builder\"\n";
+        let Ok(config) = parse(text) else {
+            panic!("valid [auth] rejected");
+        };
+        assert_eq!(config.auth.scram_iterations, 8192);
+        assert_eq!(config.auth.users.len(), 2);
+        assert_eq!(config.auth.users[1].username, "bob");
+        assert_eq!(config.auth.users[1].password, "builder");
+        assert!(config.validate().is_ok());
+        // Debug output (a logged configuration) does not show passwords.
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("alice") && !debug.contains("secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn auth_unknown_keys_are_rejected_with_their_path() {
+        let err = parse_err("[auth]\niterations = 4096\n");
+        assert!(
+            err.starts_with("test.toml:2:1: auth.iterations: unknown field `iterations`"),
+            "{err}"
+        );
+        let err = parse_err(
+            "[[auth.users]]\nusername = \"a\"\npassword = \"b\"\n\
+             [[auth.users]]\nusername = \"c\"\npasswd = \"d\"\n",
+        );
+        assert!(
+            err.starts_with("test.toml:6:1: auth.users[1].passwd: unknown field `passwd`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auth_rules_are_enforced() {
+        let user = |name: &str, password: &str| UserConfig {
+            username: name.into(),
+            password: password.into(),
+        };
+        let mut config = Config::default();
+        config.auth.scram_iterations = 4095;
+        assert_eq!(keys(&config), ["auth.scram_iterations"]);
+        config.auth.scram_iterations = 1_000_001;
+        assert_eq!(keys(&config), ["auth.scram_iterations"]);
+        config.auth.scram_iterations = 4096;
+        config.auth.users = vec![
+            user("alice", "x"),
+            user("", "y"),
+            user("alice", "z"),
+            user("nul\0", "w"),
+            user("bob", ""),
+        ];
+        assert_eq!(
+            keys(&config),
+            [
+                "auth.users[1].username",
+                "auth.users[2].username",
+                "auth.users[3].username",
+                "auth.users[4].password",
+            ]
+        );
+        let found = problems(&config);
+        assert_eq!(
+            found[1].to_string(),
+            "auth.users[2].username: must differ from auth.users[0].username; got \"alice\""
+        );
+        assert_eq!(
+            found[3].to_string(),
+            "auth.users[4].password: must not be empty; got \"\""
+        );
+    }
+
+    #[test]
+    fn auth_user_missing_a_key_is_reported_by_validation() {
+        let Ok(config) = parse("[[auth.users]]\nusername = \"alice\"\n") else {
+            panic!("a user without password should parse, then fail validation");
+        };
+        assert_eq!(keys(&config), ["auth.users[0].password"]);
     }
 
     // --- loading files -----------------------------------------------------------------

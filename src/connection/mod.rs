@@ -7,6 +7,7 @@
 //! empty buffers, no handler state (packets are dispatched in a future boxed for the burst),
 //! no timer ([`keep_alive`]).
 
+mod authenticate;
 mod keep_alive;
 mod read;
 
@@ -22,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, DecodeError, Decoded, Disconnect, MqttString,
@@ -148,6 +150,12 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
         return None;
     }
+    if let Some((reason, props)) = refusal(&shard.config.mqtt, &connect) {
+        let client_max = connect.properties.maximum_packet_size;
+        refuse_with(&mut stream, version, reason, props, client_max).await;
+        tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
+        return None;
+    }
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
@@ -210,17 +218,77 @@ async fn reject_undecodable(stream: &mut TcpStream, e: &DecodeError) {
     }
 }
 
+/// Whether the broker's `[mqtt]` settings refuse this CONNECT, with the CONNACK's reason
+/// and properties: server redirection (section 4.11), or a will the broker cannot honour
+/// (QoS above `maximum_qos` [MQTT-3.2.2-12], RETAIN without retained messages
+/// [MQTT-3.2.2-13]).
+fn refusal(m: &MqttConfig, connect: &Connect) -> Option<(ReasonCode, ConnAckProperties)> {
+    let mut props = ConnAckProperties::default();
+    let reason = match m.redirect {
+        Redirect::UseAnotherServer => ReasonCode::UseAnotherServer,
+        Redirect::ServerMoved => ReasonCode::ServerMoved,
+        Redirect::None => match &connect.will {
+            Some(w) if w.qos > m.maximum_qos() => ReasonCode::QoSNotSupported,
+            Some(w) if w.retain && !m.retain_available => ReasonCode::RetainNotSupported,
+            _ => return None,
+        },
+    };
+    if m.redirect != Redirect::None {
+        props.server_reference = MqttString::try_from(m.server_reference.clone()).ok();
+    }
+    if m.maximum_qos < 2 {
+        props.maximum_qos = Some(m.maximum_qos());
+    }
+    if !m.retain_available {
+        props.retain_available = Some(false);
+    }
+    Some((reason, props))
+}
+
 /// Sends a refusing CONNACK and closes.
 async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
-    let packet = Packet::ConnAck(Box::new(ConnAck {
+    refuse_with(stream, version, reason, ConnAckProperties::default(), None).await;
+}
+
+/// Sends a refusing CONNACK with properties (v5 only; v3 has none), within the client's
+/// Maximum Packet Size, and closes.
+async fn refuse_with(
+    stream: &mut TcpStream,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    properties: ConnAckProperties,
+    client_max: Option<std::num::NonZeroU32>,
+) {
+    let mut connack = ConnAck {
         session_present: false,
         reason,
-        properties: ConnAckProperties::default(),
-    }));
+        properties,
+    };
+    fit_connack(&mut connack, client_max);
+    let packet = Packet::ConnAck(Box::new(connack));
     if let Ok(bytes) = packet.to_bytes(version) {
         let _ = stream.write_all(&bytes).await;
     }
     let _ = stream.close().await;
+}
+
+/// Leaves out what a CONNACK can go without (Response Information, Server Reference) when
+/// it would take the packet past the client's Maximum Packet Size [MQTT-3.1.2-24].
+fn fit_connack(connack: &mut ConnAck, client_max: Option<std::num::NonZeroU32>) {
+    let Some(max) = client_max else {
+        return;
+    };
+    let fits = |c: &ConnAck| {
+        Packet::ConnAck(Box::new(c.clone()))
+            .encoded_len(ProtocolVersion::V5)
+            .is_ok_and(|n| n <= max.get() as usize)
+    };
+    if !fits(connack) {
+        connack.properties.response_information = None;
+    }
+    if !fits(connack) {
+        connack.properties.server_reference = None;
+    }
 }
 
 thread_local! {
@@ -256,13 +324,22 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 /// Returns the connection ready for [`serve`].
 async fn start_session(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
 ) -> Option<(Conn, Io)> {
     let version = connect.protocol;
+    // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
+    let mut rbuf = BytesMut::from(&buffered[..]);
+    // Enhanced authentication (v5 Authentication Method), before the session is touched.
+    let authenticated = match &connect.properties.authentication_method {
+        Some(method) => Some(
+            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf).await?,
+        ),
+        None => None,
+    };
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
@@ -311,9 +388,36 @@ async fn start_session(
         props.receive_maximum = std::num::NonZeroU16::new(limits.inflight_count_max);
         props.maximum_packet_size = std::num::NonZeroU32::new(limits.packet_bytes_max);
         props.topic_alias_maximum = (limits.topic_alias_max > 0).then_some(limits.topic_alias_max);
-        props.shared_subscription_available = Some(false);
+        let m = &shard.config.mqtt;
+        if m.maximum_qos < 2 {
+            // [MQTT-3.2.2-9]
+            props.maximum_qos = Some(m.maximum_qos());
+        }
+        // Absent means available; only what is off is said.
+        if !m.retain_available {
+            props.retain_available = Some(false);
+        }
+        if !m.wildcard_subscriptions {
+            props.wildcard_subscription_available = Some(false);
+        }
+        if !m.subscription_identifiers {
+            props.subscription_identifiers_available = Some(false);
+        }
+        if !m.shared_subscriptions {
+            props.shared_subscription_available = Some(false);
+        }
+        // Only when asked for [MQTT-3.1.2-28], and only if configured.
+        if p.request_response_information == Some(true) && !m.response_information.is_empty() {
+            let info = format!("{}{}/", m.response_information, client_id);
+            props.response_information = MqttString::try_from(info).ok();
+        }
         if assigned {
             props.assigned_client_identifier = Some(connect.client_id.clone());
+        }
+        // [MQTT-4.12.0-5]: the method again, and the server-final-message.
+        if let Some(a) = &authenticated {
+            props.authentication_method = Some(a.auth.method().clone());
+            props.authentication_data = Some(a.server_final.clone());
         }
         let max = limits.keep_alive_secs_max;
         if max > 0 && (keep_alive == 0 || keep_alive > max) {
@@ -324,11 +428,15 @@ async fn start_session(
     if session.borrow().expiry_secs > 0 {
         shard.storage.ensure_log().await;
     }
-    outbox.push(&Packet::ConnAck(Box::new(ConnAck {
+    let mut connack = ConnAck {
         session_present,
         reason: ReasonCode::Success,
         properties: props,
-    })));
+    };
+    if version.is_v5() {
+        fit_connack(&mut connack, p.maximum_packet_size);
+    }
+    outbox.push(&Packet::ConnAck(Box::new(connack)));
     {
         let mut s = session.borrow_mut();
         // A persistent session is logged from its first connection on; clean sessions
@@ -358,8 +466,15 @@ async fn start_session(
             p.receive_maximum.map(|r| r.get()),
             p.maximum_packet_size.map(|m| m.get() as usize),
         );
+        if version.is_v5() {
+            let max = p.topic_alias_maximum.unwrap_or(0);
+            s.use_topic_aliases(max.min(limits.topic_alias_max));
+        }
     }
     shard.sync_session(&session);
+    if session_present && handler::has_shared(&session) {
+        shard.share_online(key, &session, true).await;
+    }
     tracing::info!(
         client_id = %client_id, %peer, shard = %shard.id, %version,
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
@@ -376,14 +491,15 @@ async fn start_session(
         will: connect.will.map(Box::new),
         session_expiry_at_connect,
         problem_information,
+        client_packet_max: p.maximum_packet_size.map_or(u32::MAX, |m| m.get()),
         held: std::collections::VecDeque::new(),
         aliases: None,
+        auth: authenticated.map(|a| a.auth),
     };
     let limits = &conn.shard.config.limits;
     let io = Io {
         stream,
-        // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
-        rbuf: BytesMut::from(&buffered[..]),
+        rbuf,
         wbuf: BytesMut::new(),
         read_len: INITIAL_READ_BYTES.min(limits.read_buffer_bytes),
         // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24]; the
@@ -531,10 +647,30 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     // the connection.
     if let (Some(reason), true) = (reason, conn.version.is_v5()) {
         let mut d = Disconnect::new(reason);
-        if conn.problem_information {
-            if let End::Error(e) = &end {
-                d.properties.reason_string = MqttString::try_from(e.to_string()).ok();
+        // A DISCONNECT may carry a Reason String even without Request Problem Information
+        // [MQTT-3.1.2-29], but not past the client's Maximum Packet Size [MQTT-3.14.2-3].
+        if let End::Error(e) = &end {
+            let text = e.to_string();
+            if text.len() + 8 <= conn.client_packet_max as usize {
+                d.properties.reason_string = MqttString::try_from(text).ok();
             }
+        }
+        let reference = &conn.shard.config.mqtt.server_reference;
+        if reason == ReasonCode::ServerShuttingDown && !reference.is_empty() {
+            d.properties.server_reference = MqttString::try_from(reference.clone()).ok();
+        }
+        // Optional properties are left out rather than send a packet past the client's
+        // Maximum Packet Size [MQTT-3.1.2-24].
+        let fits = |d: &Disconnect| {
+            Packet::Disconnect(d.clone())
+                .encoded_len(ProtocolVersion::V5)
+                .is_ok_and(|n| n <= conn.client_packet_max as usize)
+        };
+        if !fits(&d) {
+            d.properties.server_reference = None;
+        }
+        if !fits(&d) {
+            d.properties.reason_string = None;
         }
         conn.outbox.push(&Packet::Disconnect(d));
     }

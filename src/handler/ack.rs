@@ -26,6 +26,8 @@ pub fn pubrec(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
         // Answer so the client can finish its state machine (v5: 0x92).
         let mut rel = Ack::new(a.packet_id);
         rel.reason = ReasonCode::PacketIdentifierNotFound;
+        rel.properties.reason_string =
+            conn.reason_string("no QoS 2 message in flight with this id");
         conn.outbox.push(&Packet::PubRel(rel));
     }
     conn.shard.sync_session(&conn.session);
@@ -44,6 +46,8 @@ pub fn pubrel(conn: &mut Conn, a: Ack) -> Result<Flow, HandlerError> {
     let mut comp = Ack::new(a.packet_id);
     if !known {
         comp.reason = ReasonCode::PacketIdentifierNotFound;
+        comp.properties.reason_string =
+            conn.reason_string("no QoS 2 message to release with this id");
     }
     let journal = conn.session.borrow_mut().take_journal();
     let ticket = conn

@@ -2,6 +2,7 @@
 //! reason code. Handlers decide whether and what; the shard's router decides where.
 
 mod ack;
+mod auth;
 mod publish;
 mod subscribe;
 
@@ -32,11 +33,16 @@ pub struct Conn {
     pub session_expiry_at_connect: u32,
     /// v5 Request Problem Information: reason strings may be sent.
     pub problem_information: bool,
+    /// The client's Maximum Packet Size (v5; `u32::MAX` when it set none).
+    pub client_packet_max: u32,
     /// PUBACKs / PUBRECs waiting for pushback, in the order of their PUBLISHes.
     pub held: VecDeque<HeldAck>,
     /// The topic of each alias the client set (v5), index alias - 1; made on first use,
     /// `limits.topic_alias_max` long.
     pub aliases: Option<Box<[Option<crate::protocol::TopicName>]>>,
+    /// Enhanced authentication, when the CONNECT used it: the method, the user, and a
+    /// re-authentication under way. Boxed: most connections have none.
+    pub auth: Option<Box<crate::auth::ConnAuth>>,
 }
 
 /// An acknowledgement that waits for its ticket (and for those before it).
@@ -80,6 +86,29 @@ impl Conn {
             && self.held.len() >= usize::from(self.shard.config.limits.inflight_count_max)
     }
 
+    /// A Reason String for an acknowledgement, if the client may get one: not when it set
+    /// Request Problem Information to 0 [MQTT-3.1.2-29], nor when it would take the packet
+    /// past the client's Maximum Packet Size (e.g. [MQTT-3.4.2-2], [MQTT-3.9.2-1]); the
+    /// acknowledgements that carry one have a fixed part under 16 bytes plus their list.
+    pub fn reason_string(&self, text: &str) -> Option<crate::protocol::MqttString> {
+        self.reason_string_within(text, 16)
+    }
+
+    /// [`Conn::reason_string`] for a packet of `other_bytes` besides the string.
+    pub fn reason_string_within(
+        &self,
+        text: &str,
+        other_bytes: usize,
+    ) -> Option<crate::protocol::MqttString> {
+        if !self.problem_information || !self.version.is_v5() {
+            return None;
+        }
+        if text.len() + 3 + other_bytes > self.client_packet_max as usize {
+            return None;
+        }
+        crate::protocol::MqttString::try_from(text.to_owned()).ok()
+    }
+
     /// QoS 1 PUBLISHes not acknowledged yet (QoS 2 ones count until PUBREL).
     pub fn held_puback_count(&self) -> usize {
         self.held
@@ -112,6 +141,16 @@ pub enum HandlerError {
     ReceiveMaximumExceeded(u16),
     #[error("topic name longer than {0} bytes or {1} levels")]
     TopicTooLong(usize, usize),
+    #[error("PUBLISH at QoS {0} above the maximum QoS {1} (mqtt.maximum_qos)")]
+    QoSNotSupported(u8, u8),
+    #[error("PUBLISH with RETAIN set, and retained messages are off (mqtt.retain_available)")]
+    RetainNotSupported,
+    #[error("SUBSCRIBE with a subscription identifier, and they are off (mqtt.subscription_identifiers)")]
+    SubscriptionIdsNotSupported,
+    #[error("QoS 0 PUBLISH says its payload is UTF-8 and it is not")]
+    PayloadFormatInvalid,
+    #[error("re-authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl HandlerError {
@@ -123,6 +162,14 @@ impl HandlerError {
             HandlerError::TopicAlias(..) => ReasonCode::TopicAliasInvalid,
             HandlerError::ReceiveMaximumExceeded(_) => ReasonCode::ReceiveMaximumExceeded,
             HandlerError::TopicTooLong(..) => ReasonCode::TopicNameInvalid,
+            HandlerError::QoSNotSupported(..) => ReasonCode::QoSNotSupported,
+            HandlerError::RetainNotSupported => ReasonCode::RetainNotSupported,
+            HandlerError::SubscriptionIdsNotSupported => {
+                ReasonCode::SubscriptionIdentifiersNotSupported
+            }
+            HandlerError::PayloadFormatInvalid => ReasonCode::PayloadFormatInvalid,
+            // 0x87 when the exchange fails [MQTT-4.12.1-2], 0x82 when it breaks the rules.
+            HandlerError::Auth(e) => e.reason_code(),
         }
     }
 }
@@ -152,15 +199,15 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
                 }
                 conn.session.borrow_mut().expiry_secs = expiry;
             }
+            // Only a normal disconnection (0x00) deletes the will [MQTT-3.1.2-10] (5.0):
+            // 0x04 asks for it, and so does any error code [MQTT-3.14.4-3] (5.0).
             Ok(Flow::Disconnect {
-                will: d.reason == ReasonCode::DisconnectWithWillMessage,
+                will: d.reason != ReasonCode::Success,
             })
         }
         // [MQTT-3.1.0-2]
         Packet::Connect(_) => Err(HandlerError::Protocol("second CONNECT")),
-        Packet::Auth(_) => Err(HandlerError::Protocol(
-            "AUTH without an authentication method in CONNECT",
-        )),
+        Packet::Auth(a) => auth::auth(conn, &a),
         other => Err(HandlerError::Protocol(match other.packet_type() {
             PacketType::ConnAck => "CONNACK from a client",
             PacketType::SubAck => "SUBACK from a client",
@@ -209,9 +256,27 @@ pub async fn end_session(conn: Conn, publish_will: bool) {
         s.expiry_secs
     };
     conn.shard.sync_session(&conn.session);
+    if has_shared(&conn.session) {
+        // What this member did not take goes to others in its groups.
+        conn.shard.release_shared(conn.key, &conn.session);
+        if expiry != 0 {
+            conn.shard
+                .share_online(conn.key, &conn.session, false)
+                .await;
+        }
+    }
     if expiry == 0 {
         conn.shard.remove_session(conn.key).await;
     }
+}
+
+/// Whether a session has shared subscriptions.
+pub fn has_shared(session: &RefCell<Session>) -> bool {
+    session
+        .borrow()
+        .subscriptions
+        .keys()
+        .any(|f| f.shared().is_some())
 }
 
 /// The Application Message a will becomes [MQTT-3.1.2-8].

@@ -17,6 +17,21 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
             "PUBLISH from a client carries a subscription identifier [MQTT-3.3.4-6]",
         ));
     }
+    let m = &conn.shard.config.mqtt;
+    if p.qos > m.maximum_qos() {
+        // [MQTT-3.2.2-11] binds the client; the server answers 0x9B (section 4.13).
+        return Err(HandlerError::QoSNotSupported(p.qos as u8, m.maximum_qos));
+    }
+    if p.retain && !m.retain_available {
+        // [MQTT-3.2.2-14] binds the client; the server answers 0x9A.
+        return Err(HandlerError::RetainNotSupported);
+    }
+    if m.validate_utf8_payloads
+        && p.properties.payload_format_indicator == Some(true)
+        && std::str::from_utf8(&p.payload).is_err()
+    {
+        return refuse_payload(conn, &p);
+    }
     let limits = &conn.shard.config.limits;
     let (bytes_max, levels_max) = (
         usize::from(limits.topic_bytes_max),
@@ -63,6 +78,25 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
         }
         _ => return Err(HandlerError::Protocol("QoS 1/2 PUBLISH without packet id")),
     }
+    Ok(Flow::Continue)
+}
+
+/// A PUBLISH whose payload is not the UTF-8 its Payload Format Indicator promises: not
+/// delivered; QoS 1/2 get PUBACK / PUBREC 0x99, QoS 0 a DISCONNECT 0x99
+/// (section 3.3.2.3.2; checking is optional, `mqtt.validate_utf8_payloads`).
+fn refuse_payload(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerError> {
+    let Some(id) = p.packet_id else {
+        return Err(HandlerError::PayloadFormatInvalid);
+    };
+    let mut ack = Ack::new(id);
+    ack.reason = crate::protocol::ReasonCode::PayloadFormatInvalid;
+    ack.properties.reason_string =
+        conn.reason_string("payload is not UTF-8 as its Payload Format Indicator says");
+    let packet = match p.qos {
+        QoS::ExactlyOnce => Packet::PubRec(ack),
+        _ => Packet::PubAck(ack),
+    };
+    conn.acknowledge(packet, None);
     Ok(Flow::Continue)
 }
 

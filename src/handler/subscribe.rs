@@ -14,23 +14,43 @@ use crate::shard::LocalSub;
 
 pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerError> {
     let limits = &conn.shard.config.limits;
+    let m = &conn.shard.config.mqtt;
+    if s.properties.subscription_identifier.is_some() && !m.subscription_identifiers {
+        return Err(HandlerError::SubscriptionIdsNotSupported);
+    }
+    if s.subscriptions
+        .iter()
+        .any(|sub| sub.filter.shared().is_some() && sub.options.no_local)
+    {
+        return Err(HandlerError::Protocol(
+            "No Local on a shared subscription [MQTT-3.8.3-4]",
+        ));
+    }
+    let mut problem = None;
     let mut reasons = Vec::with_capacity(s.subscriptions.len());
     let mut retained_for = Vec::new();
     for sub in &s.subscriptions {
         let filter = &sub.filter;
         let known = conn.session.borrow().subscriptions.contains_key(filter);
         let count = conn.session.borrow().subscriptions.len();
-        let reason = if filter.shared().is_some() {
-            // Shared subscriptions are not offered yet (CONNACK says so to v5 clients).
+        let reason = if filter.shared().is_some() && !m.shared_subscriptions {
+            problem = Some("shared subscriptions are off (mqtt.shared_subscriptions)");
             ReasonCode::SharedSubscriptionsNotSupported
+        } else if filter.has_wildcards() && !m.wildcard_subscriptions {
+            problem = Some("wildcard subscriptions are off (mqtt.wildcard_subscriptions)");
+            ReasonCode::WildcardSubscriptionsNotSupported
         } else if filter.len() > usize::from(limits.topic_bytes_max)
             || filter.as_str().split('/').count() > usize::from(limits.topic_levels_max)
         {
+            problem = Some("topic filter longer than limits.topic_bytes_max / topic_levels_max");
             ReasonCode::TopicFilterInvalid
         } else if !known && count >= limits.subscriptions_per_client_max as usize {
+            problem = Some("subscriptions per client at limits.subscriptions_per_client_max");
             ReasonCode::QuotaExceeded
         } else {
-            let options = sub.options;
+            let mut options = sub.options;
+            // Granted at most the maximum QoS; any QoS may be asked for [MQTT-3.2.2-10].
+            options.qos = options.qos.min(m.maximum_qos());
             let id = s.properties.subscription_identifier;
             let local = LocalSub {
                 options,
@@ -52,11 +72,13 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
                 }
             }
             conn.shard.sync_session(&conn.session);
-            let send_retained = match options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => new,
-                RetainHandling::DoNotSend => false,
-            };
+            // Retained messages are not sent for a shared subscription (section 4.8.2).
+            let send_retained = filter.shared().is_none()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => new,
+                    RetainHandling::DoNotSend => false,
+                };
             if send_retained {
                 retained_for.push((filter.clone(), options.qos, id));
             }
@@ -68,20 +90,30 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
         };
         reasons.push(reason);
     }
+    let mut properties = AckProperties::default();
+    if let Some(text) = problem {
+        properties.reason_string = conn.reason_string_within(text, 8 + reasons.len());
+    }
     conn.outbox.push(&Packet::SubAck(SubAck {
         packet_id: s.packet_id,
-        properties: AckProperties::default(),
+        properties,
         reasons,
     }));
     // Retained messages follow the SUBACK, with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
     for (filter, granted, id) in retained_for {
         for message in conn.shard.retained_matching(&filter).await {
+            // A retained message past its Message Expiry Interval is not sent
+            // [MQTT-3.3.2-5] (5.0).
+            if message.is_expired() {
+                continue;
+            }
             let qos = message.qos.min(granted);
             let delivery = Delivery {
                 message: Rc::clone(&message),
                 qos,
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
+                share: None,
             };
             conn.shard.deliver_to(&conn.session, delivery);
         }

@@ -9,6 +9,7 @@ mod notify;
 mod outbox;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::num::NonZeroU16;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,12 @@ pub use notify::Notify;
 pub use outbox::Outbox;
 
 use crate::message::Message;
+
 use crate::persist::state::StateRecord;
 use crate::persist::LogOffset;
 use crate::protocol::{
     Ack, Packet, PacketId, Publish, QoS, SubscriptionId, SubscriptionOptions, TopicFilter,
+    TopicName,
 };
 
 /// Bounds of one session, from `[limits]`.
@@ -52,6 +55,10 @@ pub struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<SubscriptionId>,
+    /// For a member of a share group: the shared subscription (`$share/group/filter`)
+    /// this delivery came through, so that it can go to another member if this one
+    /// leaves without acknowledging it.
+    pub share: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +248,8 @@ pub struct Session {
     client_receive_max: u16,
     /// The client's Maximum Packet Size; `usize::MAX` when it set none.
     client_max_packet_bytes: usize,
+    /// Topic aliases towards the connected client (v5, when it accepts them).
+    aliases: Option<Box<OutAliases>>,
     pub drops: Drops,
     /// Persistent sessions: their durable state. Boxed: clean sessions have none.
     durable: Option<Box<Durable>>,
@@ -264,6 +273,7 @@ impl Session {
             stalled: false,
             client_receive_max: limits.inflight_count_max,
             client_max_packet_bytes: usize::MAX,
+            aliases: None,
             drops: Drops::default(),
             durable: None,
         }
@@ -636,6 +646,8 @@ impl Session {
             .min(self.limits.inflight_count_max)
             .max(1);
         self.client_max_packet_bytes = client_max_packet_bytes.unwrap_or(usize::MAX);
+        // Aliases belong to a connection; a new one starts with none.
+        self.aliases = None;
         self.disconnected_at = None;
         for f in &self.inflight {
             let packet = match f.state {
@@ -650,12 +662,54 @@ impl Session {
         self.fill_window();
     }
 
+    /// Lets the broker name topics by alias towards this connection, up to `max` aliases
+    /// (the client's Topic Alias Maximum, capped by ours; 0: none) [MQTT-3.3.2-11] (5.0).
+    pub fn use_topic_aliases(&mut self, max: u16) {
+        self.aliases = (max > 0).then(|| Box::new(OutAliases::new(max)));
+    }
+
     /// The connection ended; the session waits for the client (or expiry).
     pub fn detach(&mut self, now: Instant) {
         self.outbox = None;
+        self.aliases = None;
         self.disconnected_at = Some(now);
         // An offline session never holds a publisher back.
         self.wake_waiters();
+    }
+
+    /// For a member of share groups whose connection ended: takes out the deliveries of
+    /// shared subscriptions that can go to another member: QoS 1 ones sent and not
+    /// acknowledged, and QoS 1/2 ones waiting in memory. A QoS 2 message already sent stays:
+    /// its delivery completes with this client when it reconnects, and goes to no one else
+    /// if its session ends first [MQTT-4.8.2-4/5] (5.0). Deliveries of a persistent session
+    /// that wait on disk stay with it.
+    /// Only deliveries whose shared subscription passes `movable` are taken.
+    pub fn take_shared(&mut self, movable: impl Fn(&std::sync::Arc<str>) -> bool) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        let mut seqs = Vec::new();
+        let inflight = std::mem::take(&mut self.inflight);
+        for f in inflight {
+            if f.delivery.qos == QoS::AtLeastOnce && f.delivery.share.as_ref().is_some_and(&movable)
+            {
+                seqs.push(f.seq);
+                taken.push(f.delivery);
+            } else {
+                self.inflight.push_back(f);
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for d in pending {
+            if d.share.as_ref().is_some_and(&movable) {
+                self.pending_bytes -= d.message.size_bytes();
+                taken.push(d);
+            } else {
+                self.pending.push_back(d);
+            }
+        }
+        for seq in seqs {
+            self.complete(seq);
+        }
+        taken
     }
 
     /// Whether this session holds back the acknowledgements of messages that reach it: it
@@ -780,7 +834,8 @@ impl Session {
         let Some(out) = &self.outbox else {
             return false;
         };
-        let packet = Packet::Publish(publish_packet(delivery, packet_id, dup));
+        let mut packet = Packet::Publish(publish_packet(delivery, packet_id, dup));
+        // Checked with the whole topic name: an alias only makes the packet smaller.
         if self.client_max_packet_bytes != usize::MAX
             && !packet
                 .encoded_len(out.version())
@@ -788,6 +843,9 @@ impl Session {
         {
             self.drops.too_large += 1;
             return false;
+        }
+        if let (Some(aliases), Packet::Publish(p)) = (&mut self.aliases, &mut packet) {
+            aliases.apply(p);
         }
         out.push(&packet);
         true
@@ -944,6 +1002,64 @@ impl Session {
     /// Messages queued on disk (persistent sessions).
     pub fn disk_queue_len(&self) -> u64 {
         self.durable.as_ref().map_or(0, |d| d.disk_count)
+    }
+}
+
+/// The topic aliases the broker has set on one connection (server to client).
+///
+/// A topic gets the next free alias the first time it is sent (the PUBLISH carries topic
+/// and alias); later PUBLISHes carry the alias and an empty topic name. When every alias
+/// is taken, they are reassigned in turn (the PUBLISH that reassigns one carries the new
+/// topic). Bounded by the client's Topic Alias Maximum.
+#[derive(Debug)]
+struct OutAliases {
+    by_topic: HashMap<TopicName, NonZeroU16>,
+    /// The topic of each alias, index alias - 1.
+    topics: Vec<TopicName>,
+    max: u16,
+    /// The alias reassigned next once all are in use.
+    next_reuse: u16,
+}
+
+impl OutAliases {
+    fn new(max: u16) -> Self {
+        OutAliases {
+            by_topic: HashMap::new(),
+            topics: Vec::new(),
+            max,
+            next_reuse: 0,
+        }
+    }
+
+    /// Names the PUBLISH's topic by alias.
+    fn apply(&mut self, p: &mut Publish) {
+        if let Some(&alias) = self.by_topic.get(&p.topic) {
+            p.properties.topic_alias = Some(alias);
+            p.topic = TopicName::EMPTY;
+            return;
+        }
+        // A copy: the message's topic may be a slice of a larger buffer it would pin.
+        let Ok(topic) = TopicName::try_from(p.topic.as_str()) else {
+            return;
+        };
+        let index = if self.topics.len() < usize::from(self.max) {
+            self.topics.push(topic.clone());
+            self.topics.len() - 1
+        } else {
+            let i = usize::from(self.next_reuse);
+            self.next_reuse = (self.next_reuse + 1) % self.max;
+            let Some(slot) = self.topics.get_mut(i) else {
+                return;
+            };
+            self.by_topic.remove(slot);
+            *slot = topic.clone();
+            i
+        };
+        let Some(alias) = u16::try_from(index + 1).ok().and_then(NonZeroU16::new) else {
+            return;
+        };
+        self.by_topic.insert(topic, alias);
+        p.properties.topic_alias = Some(alias);
     }
 }
 

@@ -36,6 +36,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: Vec::new(),
+        share: None,
     }
 }
 

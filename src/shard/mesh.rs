@@ -92,6 +92,11 @@ pub enum DataMsg {
         /// An inbound QoS 2 message's tag (see `persist::state`): recorded with it, and
         /// checked when recovery routes it again.
         tag: Option<Tag>,
+        /// Whether the receiver delivers to its own (non-shared) subscribers: false when it
+        /// gets the message only for `picks`.
+        regular: bool,
+        /// Members of share groups on the receiving shard picked for this message.
+        picks: Vec<super::share::Pick>,
     },
     /// Answers to the receiving shard's tickets.
     Answers(Vec<u64>),
@@ -111,6 +116,27 @@ pub struct Handoff {
 #[derive(Debug)]
 pub enum CtrlMsg {
     Handoff(Handoff),
+    /// A member joins (or updates its subscription to) the share group `share`; answer
+    /// `Done`.
+    ShareJoin {
+        share: std::sync::Arc<str>,
+        member: super::share::Member,
+        from: ShardId,
+        req: u64,
+    },
+    /// A member leaves the share group `share`.
+    ShareLeave {
+        share: std::sync::Arc<str>,
+        shard: ShardId,
+        key: super::SessionKey,
+    },
+    /// A member of the share group `share` connected or disconnected.
+    ShareOnline {
+        share: std::sync::Arc<str>,
+        shard: ShardId,
+        key: super::SessionKey,
+        online: bool,
+    },
     /// `from` has its first local subscription matching `filter`; answer `Done`.
     InterestAdd {
         filter: Box<str>,

@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod pushback;
 mod restore;
 pub mod runtime;
+pub mod share;
 pub mod storage;
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +33,7 @@ use crate::session::{Delivery, DiskQuota, Loaded, Notify, Outbox, Session, Sessi
 use mesh::{stable_hash, CtrlMsg, DataMsg, Replies, ShardId, ShardSet};
 use pushback::{AckTicket, Pushback};
 pub use runtime::{Shutdown, StartError};
+use share::{Member, Pick, ShareTable};
 use storage::Storage;
 
 /// Identifies a session within its home shard.
@@ -103,6 +105,8 @@ struct Fanout {
     qos: QoS,
     retain: bool,
     ids: Vec<SubscriptionId>,
+    /// A share group's copy (not merged with the session's other subscriptions).
+    share: Option<Arc<str>>,
 }
 
 /// A shard's state. Shard-local: held in an `Rc`, mutated through `RefCell`s whose
@@ -111,6 +115,8 @@ pub struct Shard {
     pub id: ShardId,
     pub count: usize,
     pub config: Arc<Config>,
+    /// Users of enhanced authentication (`[auth]`), shared by every shard.
+    pub passwords: Arc<crate::auth::PasswordStore>,
     pub session_limits: SessionLimits,
     pub sessions: RefCell<Sessions>,
     subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
@@ -120,6 +126,8 @@ pub struct Shard {
     /// to the same filter also waits before its SUBACK.
     interest_pending: RefCell<HashMap<Box<str>, Rc<mesh::Completion>>>,
     interest: RefCell<SubscriptionTrie<ShardId, ()>>,
+    /// Every share group's members, on every shard (replicated like `interest`).
+    shares: RefCell<ShareTable>,
     retained: RefCell<RetainedIndex<Rc<Message>>>,
     fanout: RefCell<HashMap<SessionKey, Fanout>>,
     data: Senders<DataMsg>,
@@ -148,6 +156,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         runtime::check_port_free(l.bind)?;
     }
     let (shards, placement) = runtime::placement(&config.runtime)?;
+    // Derived once, so that a user's salt is the same on every shard.
+    let passwords =
+        Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
     let config = Arc::new(config);
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -164,9 +175,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // executor start; the closure must not clone the mesh builders itself: they hold
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
-        .on_all_shards(
-            move || async move { shard_main(config, shards, data, ctrl, shutdown).await },
-        )
+        .on_all_shards(move || async move {
+            shard_main(config, passwords, shards, data, ctrl, shutdown).await
+        })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
         .join_all()
@@ -187,6 +198,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 
 async fn shard_main(
     config: Arc<Config>,
+    passwords: Arc<crate::auth::PasswordStore>,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
@@ -250,11 +262,13 @@ async fn shard_main(
             pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
+        passwords,
         sessions: RefCell::default(),
         subs: RefCell::default(),
         filter_refs: RefCell::default(),
         interest_pending: RefCell::default(),
         interest: RefCell::default(),
+        shares: RefCell::default(),
         retained: RefCell::default(),
         fanout: RefCell::default(),
         data: data_tx,
@@ -436,7 +450,9 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
                         message,
                         ticket,
                         tag,
-                    } => shard.deliver_forwarded(peer, message, ticket, tag),
+                        regular,
+                        picks,
+                    } => shard.deliver_forwarded(peer, message, ticket, tag, regular, picks),
                     DataMsg::Answers(ids) => {
                         for id in ids {
                             shard.pushback.answered(id);
@@ -513,6 +529,28 @@ impl Shard {
             }
             CtrlMsg::InterestRemove { filter, from } => {
                 self.interest.borrow_mut().remove(&filter, &from);
+            }
+            CtrlMsg::ShareJoin {
+                share,
+                member,
+                from,
+                req,
+            } => {
+                self.shares.borrow_mut().join(&share, member);
+                self.reply(from, CtrlMsg::Done { req });
+            }
+            CtrlMsg::ShareLeave { share, shard, key } => {
+                self.shares.borrow_mut().leave(&share, shard, key);
+            }
+            CtrlMsg::ShareOnline {
+                share,
+                shard,
+                key,
+                online,
+            } => {
+                self.shares
+                    .borrow_mut()
+                    .set_online(&share, shard, key, online);
             }
             CtrlMsg::RetainSet {
                 message,
@@ -609,11 +647,29 @@ impl Shard {
         self.interest
             .borrow()
             .for_each_match(message.topic.as_str(), |_, s, ()| targets.insert(*s));
+        // One member of each matching share group, wherever it lives.
+        let mut picks = Vec::new();
+        if !self.shares.borrow().is_empty() {
+            self.shares.borrow().picks(
+                message.topic.as_str(),
+                &message.origin,
+                message.qos,
+                message.retain,
+                self.config.mqtt.shared_strategy,
+                &mut picks,
+            );
+        }
+        let mut picked = ShardSet::default();
+        for (s, _) in &picks {
+            picked.insert(*s);
+        }
         let mut remote = ShardSet::default();
         let mut remotes = 0u16;
-        for s in targets.iter().filter(|s| *s != self.id) {
-            remote.insert(s);
-            remotes += 1;
+        for s in targets.iter().chain(picked.iter()) {
+            if s != self.id && !remote.contains(s) {
+                remote.insert(s);
+                remotes += 1;
+            }
         }
         let remote_owner = retain_owner.filter(|o| *o != self.id);
         let answers_due = remotes + u16::from(remote_owner.is_some());
@@ -655,6 +711,8 @@ impl Shard {
                 message: message.clone(),
                 ticket: ticket_id,
                 tag,
+                regular: targets.contains(s),
+                picks: take_picks(&mut picks, s),
             };
             if self.data.send_to(s.index(), forward).await.is_err() {
                 if let Some(id) = ticket_id {
@@ -662,8 +720,11 @@ impl Shard {
                 }
             }
         }
-        if targets.contains(self.id) {
-            let (full, end) = self.deliver_local(&Rc::new(message), ack.is_some(), tag);
+        if targets.contains(self.id) || !picks.is_empty() {
+            let regular = targets.contains(self.id);
+            let picks = take_picks(&mut picks, self.id);
+            let (full, end) =
+                self.deliver_local(&Rc::new(message), ack.is_some(), tag, regular, picks);
             if let Some(end) = end {
                 self.hold_until_durable(&mut ticket, ack, end);
             }
@@ -711,8 +772,11 @@ impl Shard {
         message: Message,
         ticket: Option<u64>,
         tag: Option<Tag>,
+        regular: bool,
+        picks: Vec<Pick>,
     ) {
-        let (full, end) = self.deliver_local(&Rc::new(message), ticket.is_some(), tag);
+        let (full, end) =
+            self.deliver_local(&Rc::new(message), ticket.is_some(), tag, regular, picks);
         let Some(id) = ticket else {
             return;
         };
@@ -767,11 +831,17 @@ impl Shard {
     /// persistent sessions are logged first, in one `Deliver` record. With `pushback`,
     /// returns the connected sessions whose queue this delivery (QoS 1/2) left congested;
     /// and where the log record ends, if one was written.
+    ///
+    /// `regular`: to the subscribers of this shard's trie; `picks`: to the members of share
+    /// groups chosen for this message (each gets its own copy; one whose session is gone
+    /// has it passed to another member).
     pub fn deliver_local(
-        &self,
+        self: &Rc<Self>,
         message: &Rc<Message>,
         pushback: bool,
         tag: Option<Tag>,
+        regular: bool,
+        picks: Vec<Pick>,
     ) -> (Vec<Rc<RefCell<Session>>>, Option<LogOffset>) {
         if tag.is_some_and(|t| self.storage.recovered_tags.borrow().contains(&t)) {
             // Recovery routes an in-doubt QoS 2 message again; this shard had it.
@@ -779,31 +849,50 @@ impl Shard {
         }
         let mut fanout = self.fanout.borrow_mut();
         fanout.clear();
-        self.subs
-            .borrow()
-            .for_each_match(message.topic.as_str(), |_, key, sub| {
-                if sub.options.no_local && *sub.client_id == *message.origin {
-                    return;
-                }
-                let qos = message.qos.min(sub.options.qos);
-                let f = fanout.entry(*key).or_insert(Fanout {
-                    qos,
-                    retain: false,
-                    ids: Vec::new(),
+        if regular {
+            self.subs
+                .borrow()
+                .for_each_match(message.topic.as_str(), |_, key, sub| {
+                    if sub.options.no_local && *sub.client_id == *message.origin {
+                        return;
+                    }
+                    let qos = message.qos.min(sub.options.qos);
+                    let f = fanout.entry(*key).or_insert(Fanout {
+                        qos,
+                        retain: false,
+                        ids: Vec::new(),
+                        share: None,
+                    });
+                    f.qos = f.qos.max(qos);
+                    // RETAIN is cleared on normal delivery unless Retain As Published
+                    // [MQTT-3.3.1-9].
+                    f.retain |= sub.options.retain_as_published && message.retain;
+                    f.ids.extend(sub.id);
                 });
-                f.qos = f.qos.max(qos);
-                // RETAIN is cleared on normal delivery unless Retain As Published
-                // [MQTT-3.3.1-9].
-                f.retain |= sub.options.retain_as_published && message.retain;
-                f.ids.extend(sub.id);
-            });
+        }
         let sessions = self.sessions.borrow();
+        let shared = picks.into_iter().filter_map(|p| {
+            if sessions.get(p.key).is_none() {
+                // The member left after it was picked: another one gets it.
+                self.reroute_shared(message, p.share, (self.id, p.key));
+                return None;
+            }
+            let f = Fanout {
+                qos: p.qos,
+                retain: p.retain,
+                ids: p.id.into_iter().collect(),
+                share: Some(p.share),
+            };
+            Some((p.key, f))
+        });
+        let deliveries: Vec<(SessionKey, Fanout)> = fanout.drain().chain(shared).collect();
+        drop(fanout);
         let mut full = Vec::new();
         let mut targets = Vec::new();
         let mut planned = Vec::new();
         let size = message.size_bytes();
         let mut quota = None;
-        for (key, f) in fanout.drain() {
+        for (key, f) in deliveries {
             let Some(s) = sessions.get(key) else {
                 continue;
             };
@@ -831,12 +920,12 @@ impl Shard {
                 qos: f.qos,
                 retain: f.retain,
                 subscription_ids: f.ids,
+                share: f.share,
             });
             if pushback && queued && session.is_congested() {
                 full.push(s.clone());
             }
         }
-        drop(fanout);
         if targets.is_empty() {
             return (full, None);
         }
@@ -854,6 +943,7 @@ impl Shard {
                     qos: f.qos,
                     retain: f.retain,
                     subscription_ids: f.ids,
+                    share: f.share,
                 },
                 p,
                 at,
@@ -941,6 +1031,8 @@ impl Shard {
                         .iter()
                         .filter_map(|i| SubscriptionId::new(*i))
                         .collect(),
+                    // Queued on disk: stays with this session if it leaves a share group.
+                    share: None,
                 },
             };
             if !s.load(loaded, expired) {
@@ -955,6 +1047,9 @@ impl Shard {
     /// every shard knows this shard has subscribers for the filter, so a message published
     /// anywhere after the SUBACK reaches it.
     pub async fn subscribe(&self, key: SessionKey, filter: &TopicFilter, sub: LocalSub) -> bool {
+        if filter.shared().is_some() {
+            return self.share_join(key, filter, &sub).await;
+        }
         let mf = filter.matching_filter();
         if self.subs.borrow_mut().insert(mf, key, sub).is_some() {
             return false;
@@ -997,6 +1092,9 @@ impl Shard {
 
     /// Removes a subscription; returns whether it existed.
     pub async fn unsubscribe(&self, key: SessionKey, filter: &TopicFilter) -> bool {
+        if filter.shared().is_some() {
+            return self.share_leave(key, filter).await;
+        }
         let mf = filter.matching_filter();
         if self.subs.borrow_mut().remove(mf, &key).is_none() {
             return false;
@@ -1025,6 +1123,157 @@ impl Shard {
             }
         }
         true
+    }
+
+    /// Makes a session a member of the share group of `filter` (or updates its options) on
+    /// every shard; returns whether it was not a member. Returns once every shard knows.
+    async fn share_join(&self, key: SessionKey, filter: &TopicFilter, sub: &LocalSub) -> bool {
+        let share: Arc<str> = filter.as_str().into();
+        let online = self
+            .sessions
+            .borrow()
+            .get(key)
+            .is_some_and(|s| s.borrow().is_connected());
+        let member = Member {
+            shard: self.id,
+            key,
+            qos: sub.options.qos,
+            retain_as_published: sub.options.retain_as_published,
+            id: sub.id,
+            online,
+        };
+        let new = !self.is_member(&share, key);
+        self.shares.borrow_mut().join(&share, member.clone());
+        let (req, done) = self.replies.register(self.count - 1);
+        for s in self.others() {
+            let msg = CtrlMsg::ShareJoin {
+                share: share.clone(),
+                member: member.clone(),
+                from: self.id,
+                req,
+            };
+            if self.ctrl.send_to(s, msg).await.is_err() {
+                self.replies.answer(req, Vec::new());
+            }
+        }
+        done.wait().await;
+        new
+    }
+
+    fn is_member(&self, share: &Arc<str>, key: SessionKey) -> bool {
+        self.shares.borrow().group(share).is_some_and(|g| {
+            g.members()
+                .iter()
+                .any(|m| m.shard == self.id && m.key == key)
+        })
+    }
+
+    /// Takes a session out of the share group of `filter` on every shard.
+    async fn share_leave(&self, key: SessionKey, filter: &TopicFilter) -> bool {
+        let share: Arc<str> = filter.as_str().into();
+        if !self.is_member(&share, key) {
+            return false;
+        }
+        self.shares.borrow_mut().leave(&share, self.id, key);
+        for s in self.others() {
+            let msg = CtrlMsg::ShareLeave {
+                share: share.clone(),
+                shard: self.id,
+                key,
+            };
+            let _ = self.ctrl.send_to(s, msg).await;
+        }
+        true
+    }
+
+    /// A session with shared subscriptions connected or lost its connection: every shard
+    /// learns it, so that messages go to online members first.
+    pub async fn share_online(&self, key: SessionKey, session: &RefCell<Session>, online: bool) {
+        let shares: Vec<Arc<str>> = session
+            .borrow()
+            .subscriptions
+            .keys()
+            .filter(|f| f.shared().is_some())
+            .map(|f| Arc::from(f.as_str()))
+            .collect();
+        for share in shares {
+            self.shares
+                .borrow_mut()
+                .set_online(&share, self.id, key, online);
+            for s in self.others() {
+                let msg = CtrlMsg::ShareOnline {
+                    share: share.clone(),
+                    shard: self.id,
+                    key,
+                    online,
+                };
+                let _ = self.ctrl.send_to(s, msg).await;
+            }
+        }
+    }
+
+    /// A member's connection ended: the QoS 1/2 messages of its shared subscriptions that
+    /// it had not acknowledged, and those queued for it in memory, go to other members of
+    /// their groups (those of a group with no other member stay).
+    pub fn release_shared(self: &Rc<Self>, key: SessionKey, session: &RefCell<Session>) {
+        let taken = {
+            let shares = self.shares.borrow();
+            let me = (self.id, key);
+            session.borrow_mut().take_shared(|share| {
+                shares
+                    .group(share)
+                    .is_some_and(|g| g.members().iter().any(|m| (m.shard, m.key) != me))
+            })
+        };
+        if taken.is_empty() {
+            return;
+        }
+        tracing::debug!(shard = %self.id, messages = taken.len(), "shared messages given to other members");
+        self.sync_session(session);
+        for d in taken {
+            if let Some(share) = d.share {
+                self.reroute_shared(&d.message, share, (self.id, key));
+            }
+        }
+    }
+
+    /// Gives `message` to a member of the group `share` other than `exclude` (from a task
+    /// of its own: callers may hold the shard's borrows).
+    fn reroute_shared(
+        self: &Rc<Self>,
+        message: &Rc<Message>,
+        share: Arc<str>,
+        exclude: (ShardId, SessionKey),
+    ) {
+        let found = self.shares.borrow().repick(
+            &share,
+            &message.origin,
+            message.qos,
+            message.retain,
+            self.config.mqtt.shared_strategy,
+            exclude,
+        );
+        let Some((to, pick)) = found else {
+            tracing::debug!(shard = %self.id, %share, "no other member for a shared message; dropped");
+            return;
+        };
+        let shard = self.clone();
+        let message = message.clone();
+        glommio::spawn_local(async move {
+            if to == shard.id {
+                shard.deliver_local(&message, false, None, false, vec![pick]);
+                return;
+            }
+            let forward = DataMsg::Publish {
+                message: Message::clone(&message),
+                ticket: None,
+                tag: None,
+                regular: false,
+                picks: vec![pick],
+            };
+            let _ = shard.data.send_to(to.index(), forward).await;
+        })
+        .detach();
     }
 
     /// Retained messages matching a new subscription's filter, from every shard that may
@@ -1085,6 +1334,23 @@ impl Shard {
             .await
             .map_err(|_| ())
     }
+}
+
+/// The picks for shard `to`, taken out of `picks`.
+fn take_picks(picks: &mut Vec<(ShardId, Pick)>, to: ShardId) -> Vec<Pick> {
+    if picks.is_empty() {
+        return Vec::new();
+    }
+    let mut mine = Vec::new();
+    picks.retain(|(s, p)| {
+        if *s == to {
+            mine.push(p.clone());
+            false
+        } else {
+            true
+        }
+    });
+    mine
 }
 
 /// Takes ownership of a duplicated socket descriptor.

@@ -46,6 +46,8 @@ pub enum StartError {
     Cores(String),
     #[error("starting the shards failed: {0}")]
     Executors(String),
+    #[error("cannot derive the [auth] users' credentials: no random salt from the OS: {0}")]
+    Auth(getrandom::Error),
 }
 
 /// Probes io_uring with a raw `io_uring_setup` so that a kernel without it (or a seccomp

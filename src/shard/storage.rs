@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use crate::config::FsyncPolicy;
 use crate::message::Message;
 use crate::persist::state::{deliver_target, StateRecord, Tag, Target, DELIVER};
-use crate::persist::{AppendError, Log, LogOffset, LogOptions, PersistError, Recovery};
+use crate::persist::{
+    AppendError, Log, LogOffset, LogOptions, PersistError, PreparedSegment, Recovery,
+};
 use crate::protocol::{SubscriptionId, SubscriptionOptions};
 use crate::session::{Notify, RecoveredQueue};
 
@@ -33,6 +35,9 @@ pub struct Storage {
     waiters: RefCell<VecDeque<(LogOffset, Waiter)>>,
     flush_wanted: Notify,
     prepare_wanted: Notify,
+    /// The preparer's job in flight, if any: a stalled append takes its segment instead of
+    /// making the same file itself.
+    preparing: RefCell<Option<Arc<PrepareSlot>>>,
     opening: Cell<bool>,
     opened: Notify,
     buf: RefCell<bytes::BytesMut>,
@@ -115,6 +120,7 @@ impl Storage {
             waiters: RefCell::default(),
             flush_wanted: Notify::default(),
             prepare_wanted: Notify::default(),
+            preparing: RefCell::default(),
             opening: Cell::new(false),
             opened: Notify::default(),
             buf: RefCell::default(),
@@ -198,7 +204,16 @@ impl Storage {
                 }
                 Err(AppendError::NeedsNextSegment) => {
                     self.stalled("the next segment was not prepared yet");
-                    log.prepare_next_blocking().unwrap_or_else(|e| fatal(&e));
+                    let in_flight = self.preparing.borrow().clone();
+                    match in_flight.and_then(|slot| slot.wait()) {
+                        // The preparer is making it: wait for that one (making the same
+                        // file here too would collide with it).
+                        Some(prepared) => {
+                            let prepared = prepared.unwrap_or_else(|e| fatal(&e));
+                            log.install_next(prepared).unwrap_or_else(|e| fatal(&e));
+                        }
+                        None => log.prepare_next_blocking().unwrap_or_else(|e| fatal(&e)),
+                    }
                 }
                 Err(e @ AppendError::TooLarge { .. }) => {
                     // Config validation keeps a largest message well within a segment.
@@ -528,6 +543,40 @@ pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
     }
 }
 
+/// Where the preparer's blocking job leaves the segment it made.
+#[derive(Default)]
+struct PrepareSlot {
+    done: std::sync::Mutex<Option<Result<PreparedSegment, PersistError>>>,
+    /// Set when the job has finished (its result may have been taken since).
+    finished: std::sync::atomic::AtomicBool,
+    ready: std::sync::Condvar,
+}
+
+impl PrepareSlot {
+    /// On the blocking thread: the job's result.
+    fn finish(&self, result: Result<PreparedSegment, PersistError>) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        *done = Some(result);
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.ready.notify_all();
+    }
+
+    /// On the shard: blocks until the job has finished and takes its result (`None` if
+    /// it was taken already).
+    fn wait(&self) -> Option<Result<PreparedSegment, PersistError>> {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.finished.load(std::sync::atomic::Ordering::Acquire) {
+            done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+        done.take()
+    }
+
+    fn take(&self) -> Option<Result<PreparedSegment, PersistError>> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// Creates the next segment ahead of time, off the shard's loop, whenever the log has
 /// none ready.
 pub async fn preparer(storage: Rc<Storage>, shutdown: super::Shutdown) {
@@ -540,20 +589,33 @@ pub async fn preparer(storage: Rc<Storage>, shutdown: super::Shutdown) {
             .filter(|log| log.active_half_full())
             .and_then(Log::prepare_job);
         match job {
-            Some(job) => match glommio::executor().spawn_blocking(move || job.run()).await {
-                Ok(prepared) => {
-                    if let Some(log) = storage.log.borrow_mut().as_mut() {
-                        // The loop may have made one itself meanwhile (a stall): then this
-                        // one is surplus, and recovery removes empty surplus segments.
-                        if !log.next_segment_ready() {
-                            if let Err(e) = log.install_next(prepared) {
-                                tracing::warn!(error = %e, "prepared segment not used");
+            Some(job) => {
+                let slot = Arc::new(PrepareSlot::default());
+                *storage.preparing.borrow_mut() = Some(slot.clone());
+                let done = slot.clone();
+                glommio::executor()
+                    .spawn_blocking(move || done.finish(job.run()))
+                    .await;
+                *storage.preparing.borrow_mut() = None;
+                // Taken already if an append stalled on it meanwhile.
+                let Some(result) = slot.take() else {
+                    continue;
+                };
+                match result {
+                    Ok(prepared) => {
+                        if let Some(log) = storage.log.borrow_mut().as_mut() {
+                            // The loop may have made one itself meanwhile (a stall): then this
+                            // one is surplus, and recovery removes empty surplus segments.
+                            if !log.next_segment_ready() {
+                                if let Err(e) = log.install_next(prepared) {
+                                    tracing::warn!(error = %e, "prepared segment not used");
+                                }
                             }
                         }
                     }
+                    Err(e) => fatal(&e),
                 }
-                Err(e) => fatal(&e),
-            },
+            }
             None => {
                 let _ = super::with_timeout(wanted, Duration::from_secs(1)).await;
             }

@@ -1141,6 +1141,20 @@ impl Client {
         self.raw.recv_packet(v)
     }
 
+    /// The next packet (kept ones first) if one arrives within `timeout`; `None` if none
+    /// does. Panics if the connection fails.
+    pub fn try_recv(&mut self, timeout: Duration) -> Option<Packet> {
+        if let Some(p) = self.pending.pop_front() {
+            return Some(p);
+        }
+        let v = self.version;
+        match self.raw.try_recv_packet(v, timeout) {
+            Ok(p) => Some(p),
+            Err(RecvError::Timeout) => None,
+            Err(e) => panic!("expected a packet or nothing within {timeout:?}, got {e:?}"),
+        }
+    }
+
     /// The first packet `want` accepts; others that arrive before it are kept for `recv`.
     pub fn recv_matching(&mut self, what: &str, want: impl Fn(&Packet) -> bool) -> Packet {
         if let Some(i) = self.pending.iter().position(&want) {

@@ -176,6 +176,7 @@ class Peer:
         keepalive=30,
         will=None,
         session_expiry=None,
+        connect_properties=None,
     ):
         self.protocol = protocol
         self.v5 = protocol == mqtt.MQTTv5
@@ -197,9 +198,9 @@ class Peer:
         self.client.on_disconnect = self._on_disconnect
         if will is not None:
             self.client.will_set(*will)
-        properties = None
+        properties = connect_properties
         if self.v5 and session_expiry is not None:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = properties or Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = session_expiry
         kwargs = {"clean_start": clean, "properties": properties} if self.v5 else {}
         self.client.connect(broker.host, broker.port, keepalive, **kwargs)
@@ -212,6 +213,7 @@ class Peer:
         self.session_present = flags.session_present
 
     def _on_connect(self, client, userdata, flags, reason, properties):
+        self.connack_properties = properties
         self.connacks.put((flags, reason))
 
     def _on_message(self, client, userdata, message):

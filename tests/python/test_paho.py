@@ -247,3 +247,59 @@ def test_ordering_v311_v5(broker, peers, protocol):
     assert [sub.next_message().payload for _ in range(200)] == [
         str(i).encode() for i in range(200)
     ]
+
+
+# [MQTT-4.8.2-3] (5.0): three paho members of one share group on a four-shard broker and
+# a publisher of 30 QoS 1 messages: each message reaches exactly one member, at QoS 1.
+@pytest.mark.broker(shards=4)
+@pytest.mark.parametrize("protocol", VERSIONS)
+def test_shared_subscription_gives_each_message_to_one_member(broker, peers, protocol):
+    members = [peers(broker, f"member-{i}", protocol) for i in range(3)]
+    for m in members:
+        m.subscribe("$share/workers/jobs/#", 1)
+    pub = peers(broker, "dispatcher", protocol)
+    sent = [f"job {i}".encode() for i in range(30)]
+    for payload in sent:
+        pub.publish("jobs/new", payload, 1)
+    got = []
+    for m in members:
+        while True:
+            try:
+                message = m.messages.get(timeout=0.5)
+            except Exception:
+                break
+            assert message.qos == 1
+            got.append(message.payload)
+    assert sorted(got) == sorted(sent)
+
+
+# Request / response (MQTT 5.0 section 4.10): the requester asks for Response Information
+# in CONNECT [MQTT-3.1.2-28] (5.0) and gets the configured prefix with its client id; it
+# subscribes there, and a responder answers a request on the Response Topic with the
+# request's Correlation Data, both forwarded unaltered [MQTT-3.3.2-15] [MQTT-3.3.2-16] (5.0).
+@pytest.mark.ringmq_only("mqtt.response_information")
+@pytest.mark.broker(ringmq_toml='[mqtt]\nresponse_information = "reply/"')
+def test_request_response_with_response_information_v5(broker, peers):
+    props = Properties(PacketTypes.CONNECT)
+    props.RequestResponseInformation = 1
+    requester = peers(broker, "asker", mqtt.MQTTv5, connect_properties=props)
+    info = requester.connack_properties.ResponseInformation
+    assert info == "reply/asker/"
+    requester.subscribe(info + "#", 1)
+    responder = peers(broker, "answerer", mqtt.MQTTv5)
+    responder.subscribe("service/time", 1)
+    request = Properties(PacketTypes.PUBLISH)
+    request.ResponseTopic = info + "time"
+    request.CorrelationData = b"\x07req-1"
+    requester.publish("service/time", b"what time?", 1, properties=request)
+    asked = responder.next_message()
+    assert asked.properties.ResponseTopic == info + "time"
+    answer = Properties(PacketTypes.PUBLISH)
+    answer.CorrelationData = asked.properties.CorrelationData
+    responder.publish(asked.properties.ResponseTopic, b"noon", 1, properties=answer)
+    reply = requester.next_message()
+    assert (reply.topic, reply.payload) == ("reply/asker/time", b"noon")
+    assert reply.properties.CorrelationData == b"\x07req-1"
+    # Not asked for: none given.
+    plain = peers(broker, "plain", mqtt.MQTTv5)
+    assert not hasattr(plain.connack_properties, "ResponseInformation")

@@ -1,0 +1,22 @@
+//! AUTH after the CONNACK: re-authentication (MQTT 5.0 section 4.12.1). The exchange is
+//! [`crate::auth::ConnAuth`]'s; other packets keep flowing while it runs.
+
+use super::{Conn, Flow, HandlerError};
+use crate::protocol::{Auth, Packet};
+
+/// An AUTH from the client: a step of a re-authentication, answered with AUTH 0x18 or
+/// 0x00. A failed exchange ends the connection with DISCONNECT 0x87 [MQTT-4.12.1-2].
+pub fn auth(conn: &mut Conn, auth: &Auth) -> Result<Flow, HandlerError> {
+    // [MQTT-4.12.0-7]: only a client that used enhanced authentication sends AUTH.
+    let Some(state) = conn.auth.as_mut() else {
+        return Err(HandlerError::Protocol(
+            "AUTH without an authentication method in CONNECT",
+        ));
+    };
+    let reply = state.reauth_step(&conn.shard.passwords, auth)?;
+    if reply.reason == crate::protocol::ReasonCode::Success {
+        tracing::debug!(client_id = %conn.client_id, user = state.username(), "re-authenticated");
+    }
+    conn.outbox.push(&Packet::Auth(reply));
+    Ok(Flow::Continue)
+}
