@@ -186,8 +186,9 @@ fn malformed_packet_gets_disconnect_0x81_then_close_v5_mqtt_4_13_1_1() {
 
 // [MQTT-4.8.0-1] (3.1.1) / [MQTT-4.13.1-1] (5.0) Protocol violations close the connection
 // (5.0: a DISCONNECT first, if any, with a code of 0x80 or more), and only that one. The
-// rows of VIOLATIONS check [MQTT-3.3.2-2], [MQTT-2.3.1-1] (3.1.1) / [MQTT-2.2.1-3] (5.0),
-// [MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (5.0), [MQTT-4.7.1-2] (3.1.1) / [MQTT-4.7.1-1] (5.0).
+// rows of VIOLATIONS check [MQTT-3.3.2-2] (3.1.1) (5.0), [MQTT-2.3.1-1] (3.1.1) /
+// [MQTT-2.2.1-3] (5.0), [MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (5.0), [MQTT-4.7.1-2] (3.1.1)
+// / [MQTT-4.7.1-1] (5.0).
 fn check_violations(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut watcher = bystander(&broker, v);

@@ -49,10 +49,10 @@ fn expect_retained(
     sub.expect_nothing(QUIET);
 }
 
-// [MQTT-3.3.1-5]; [MQTT-3.3.1-6] (3.1.1), [MQTT-3.3.1-8] (3.1.1) / [MQTT-3.3.1-9] (5.0): a
-// retained message is stored and sent to a later subscription with RETAIN 1, exactly
-// `31 <len> <topic> [00] <payload>` at QoS 0. The publisher has gone by then: retained
-// messages are not session state [MQTT-3.1.2-7] (3.1.1).
+// [MQTT-3.3.1-5] (3.1.1) (5.0), [MQTT-3.3.1-6] (3.1.1), [MQTT-3.3.1-8] (3.1.1) /
+// [MQTT-3.3.1-9] (5.0): a retained message is stored and sent to a later subscription with
+// RETAIN 1, exactly `31 <len> <topic> [00] <payload>` at QoS 0. The publisher has gone by
+// then: retained messages are not session state [MQTT-3.1.2-7] (3.1.1).
 fn check_retained_on_subscribe(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let mut publisher = broker.client(v, "pub");

@@ -32,8 +32,12 @@
 //!    line break and the next comment line's leader such as `//`): `(3.1.1)` or
 //!    `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins it to both. A pinned citation counts only for its versions, and for each only if the test
 //!    runs it (or the test's name has no version token). An unpinned citation counts for
-//!    every version the test's name gives. Markers pin only the citation they follow: write
-//!    `[MQTT-3.3.1-5] (5.0), [MQTT-3.3.1-9] (5.0)`, not `[MQTT-3.3.1-5], [MQTT-3.3.1-9] (5.0)`.
+//!    every version the test's name gives. A marker also pins the citations right before it
+//!    that have no marker of their own, when nothing but spaces, line breaks, `,`, `/`, `;`,
+//!    `&`, `and` or `or` separates them: in `[MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0) /
+//!    [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1)` the first two are 5.0 and the last two 3.1.1.
+//!    A citation meant for both versions next to pinned ones is pinned to both:
+//!    `[MQTT-3.3.1-5] (3.1.1) (5.0), [MQTT-3.3.1-9] (5.0)`.
 //! 5. A test whose name has no version token must pin every citation.
 //! 6. `test_versions!(check => name_v311_..., name_v5_...);` (tests/common/mod.rs) makes two
 //!    tests that run `fn check(v)`; each has the citations of `check` (its comment block and
@@ -1291,6 +1295,9 @@ fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
     let text = &span.text;
     let mut found = Vec::new();
     let mut bad = Vec::new();
+    // Where each citation found starts and where its brackets end, and whether it had
+    // markers of its own.
+    let mut places: Vec<(usize, usize, bool)> = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(OPEN) {
         let start = from + at;
@@ -1351,9 +1358,33 @@ fn citations(span: &Span) -> (Vec<Citation>, Vec<(usize, String)>) {
         if malformed {
             continue;
         }
+        // A marker also pins the citations right before it that have none of their own:
+        // `[MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0)`, `[MQTT-3.3.1-5], [MQTT-3.3.1-9] (5.0)`.
+        if !pins.is_empty() {
+            let mut next_start = start;
+            for (earlier, &(earlier_start, earlier_end, own)) in found.iter_mut().zip(&places).rev()
+            {
+                let earlier: &mut Citation = earlier;
+                if own || !only_separators(&text[earlier_end..next_start]) {
+                    break;
+                }
+                earlier.pins.clone_from(&pins);
+                next_start = earlier_start;
+            }
+        }
+        places.push((start, from + close + 1, !pins.is_empty()));
         found.push(Citation { line, ids, pins });
     }
     (found, bad)
+}
+
+/// Whether `text`, between two citations, only separates them: spaces, line breaks with
+/// their comment leaders, `,`, `/`, `;`, `&` and the words `and` and `or`.
+fn only_separators(text: &str) -> bool {
+    text.split_whitespace().all(|word| {
+        let word = word.trim_matches(|c| matches!(c, ',' | '/' | ';' | '&'));
+        matches!(word, "" | "and" | "or" | "//" | "///" | "//!" | "#" | "*")
+    })
 }
 
 /// The versions a test's name says it runs, and whether it has any version token at all.
@@ -1543,7 +1574,9 @@ Both statement a broker cannot honour or check (or one that is really about the 
    version: `(3.1.1)` or `(v3.1.1)`, `(5.0)` or `(v5)`; `[MQTT-3.6.1-1] (3.1.1) (5.0)` pins
    it to both. A pinned citation counts only for its versions, and for each only if the
    test runs it (or its name has no version token); an unpinned one counts for every
-   version in the name. Markers pin only the citation they follow.
+   version in the name. A marker also pins the unpinned citations right before it, when
+   nothing but spaces, line breaks, `,`, `/`, `;`, `&`, `and` or `or` separates them:
+   `[MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0) / [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1)`.
 5. A test whose name has no version token must pin every citation.
 6. `test_versions!(check => name_v311_..., name_v5_...);` makes two tests that run
    `fn check(v)`; each has the citations of `check` (comment block and body) and the version
@@ -1738,7 +1771,10 @@ fn citations_pins_shorthand_and_malformed() {
          // [MQTT-3.1.2-14/15] (5.0) and [MQTT-4.7.1-2] (see 4.7)\n\
          // [MQTT-3.2.0-1: first] [MQTT-4.6.0-6] (3.1.1: acks in order)\n\
          // [MQTT-3.6.1-1] (v3.1.1) (5.0) both [MQTT-4.4.0-1]\n\
-         //   (5.0) on the next line",
+         //   (5.0) on the next line\n\
+         // [MQTT-3.2.2-6], [MQTT-3.2.2-7] and\n\
+         // [MQTT-3.2.2-16] (5.0) / [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1) but [MQTT-4.8.0-1]\n\
+         // then [MQTT-3.1.0-1] (5.0)",
     ));
     let got: Vec<(usize, String, Vec<&str>)> = found
         .iter()
@@ -1757,6 +1793,13 @@ fn citations_pins_shorthand_and_malformed() {
             row(2, "MQTT-4.7.1-2", &[]),
             row(4, "MQTT-3.6.1-1", &["3.1.1", "5.0"]),
             row(4, "MQTT-4.4.0-1", &["5.0"]),
+            row(6, "MQTT-3.2.2-6", &["5.0"]),
+            row(6, "MQTT-3.2.2-7", &["5.0"]),
+            row(7, "MQTT-3.2.2-16", &["5.0"]),
+            row(7, "MQTT-3.2.2-4", &["3.1.1"]),
+            row(7, "MQTT-3.2.2-5", &["3.1.1"]),
+            row(7, "MQTT-4.8.0-1", &[]),
+            row(8, "MQTT-3.1.0-1", &["5.0"]),
         ]
     );
     let bad_lines: Vec<usize> = bad.iter().map(|(l, _)| *l).collect();

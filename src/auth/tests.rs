@@ -107,7 +107,7 @@ fn connect_exchange_succeeds_and_the_server_proves_itself() {
     let (client, first) = Client::first("alice", b"wonderland");
     let (mut state, reply) =
         ConnAuth::start(&store, &method(), Some(&first), Some("alice")).unwrap();
-    // [MQTT-4.12.0-2], [MQTT-4.12.0-5]
+    // [MQTT-4.12.0-2], [MQTT-4.12.0-5] (5.0)
     assert_eq!(reply.reason, ReasonCode::ContinueAuthentication);
     assert_eq!(reply.properties.authentication_method, Some(method()));
     let server_first = std::str::from_utf8(data(&reply)).unwrap().to_owned();
@@ -251,7 +251,7 @@ fn reauthentication_protocol_errors() {
         )
         .unwrap_err();
     assert_eq!(err.reason_code(), ReasonCode::ProtocolError);
-    // Another method [MQTT-4.12.1-1].
+    // Another method [MQTT-4.12.1-1] (5.0).
     let (_, first) = Client::first("alice", b"wonderland");
     let mut other = auth(ReasonCode::ReAuthenticate, Some(first.clone()));
     other.properties.authentication_method = MqttString::try_from("SCRAM-SHA-1").ok();

@@ -25,9 +25,9 @@ def persistent(protocol):
     return {"clean": False}
 
 
-# [MQTT-4.3.1-1], [MQTT-4.3.2-2] (3.1.1) / [MQTT-4.3.2-4] (5.0), [MQTT-4.3.3-2] (3.1.1) /
-# [MQTT-4.3.3-8] (5.0): a message at each QoS reaches a QoS 2 subscriber once, at that QoS,
-# RETAIN 0.
+# [MQTT-4.3.1-1] (3.1.1) (5.0), [MQTT-4.3.2-2] (3.1.1) / [MQTT-4.3.2-4] (5.0),
+# [MQTT-4.3.3-2] (3.1.1) / [MQTT-4.3.3-8] (5.0): a message at each QoS reaches a QoS 2
+# subscriber once, at that QoS, RETAIN 0.
 @pytest.mark.parametrize("protocol", VERSIONS)
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_pub_sub_end_to_end_at_each_qos_v311_v5(broker, peers, protocol, qos):
@@ -212,7 +212,7 @@ def test_v5_properties_forwarded(broker, peers):
 
 # Section 3.3 of each version: a v5 publisher reaches a 3.1.1 subscriber (properties left
 # out) and the other way round.
-def test_messages_cross_protocol_versions(broker, peers):
+def test_messages_cross_protocol_versions_v311_v5(broker, peers):
     sub311 = peers(broker, "sub311", mqtt.MQTTv311)
     sub311.subscribe("x/#", 1)
     sub5 = peers(broker, "sub5", mqtt.MQTTv5)
@@ -253,7 +253,7 @@ def test_ordering_v311_v5(broker, peers, protocol):
 # a publisher of 30 QoS 1 messages: each message reaches exactly one member, at QoS 1.
 @pytest.mark.broker(shards=4)
 @pytest.mark.parametrize("protocol", VERSIONS)
-def test_shared_subscription_gives_each_message_to_one_member(broker, peers, protocol):
+def test_shared_subscription_gives_each_message_to_one_member_v311_v5(broker, peers, protocol):
     members = [peers(broker, f"member-{i}", protocol) for i in range(3)]
     for m in members:
         m.subscribe("$share/workers/jobs/#", 1)
