@@ -342,6 +342,9 @@ struct TestCase {
     name: String,
     line: usize,
     spans: Vec<Span>,
+    /// `#[ignore]`d, or marked `skip` / `xfail` in Python: it does not run, so it covers
+    /// nothing (the map lists it apart).
+    ignored: bool,
 }
 
 impl TestCase {
@@ -669,6 +672,8 @@ struct RustFn {
     name_pos: usize,
     /// Whether an attribute marks it as a test (`#[test]`, `#[tokio::test]`, ...).
     is_test: bool,
+    /// Whether it has an `#[ignore]` attribute.
+    ignored: bool,
     /// Its comment block and body.
     spans: Vec<Span>,
 }
@@ -676,11 +681,14 @@ struct RustFn {
 /// Whether an attribute's text (between `#[` and `]`) is a test attribute: its path ends
 /// in `test`.
 fn is_test_attribute(attr: &str) -> bool {
-    let path = attr
-        .split(|c: char| c == '(' || c == '=' || c.is_whitespace())
+    attribute_path(attr).rsplit("::").next() == Some("test")
+}
+
+/// The path of an attribute, from its text between `#[` and `]`.
+fn attribute_path(attr: &str) -> &str {
+    attr.split(|c: char| c == '(' || c == '=' || c.is_whitespace())
         .next()
-        .unwrap_or("");
-    path.rsplit("::").next() == Some("test")
+        .unwrap_or("")
 }
 
 impl RustSource<'_> {
@@ -783,6 +791,7 @@ impl RustSource<'_> {
             };
             let (start, attrs) = self.item_start(i);
             let is_test = attrs.iter().any(|a| is_test_attribute(a));
+            let ignored = attrs.iter().any(|a| attribute_path(a) == "ignore");
             let mut spans = Vec::new();
             if let Some(block) = self.comment_block_above(self.line(start)) {
                 spans.push(block);
@@ -801,6 +810,7 @@ impl RustSource<'_> {
                 name,
                 name_pos,
                 is_test,
+                ignored,
                 spans,
             });
         }
@@ -990,6 +1000,7 @@ fn rust_tests(
             name: f.name.clone(),
             line: source.line(f.name_pos),
             spans: f.spans.clone(),
+            ignored: f.ignored,
         });
     }
     for call in source.macro_calls(macros) {
@@ -1032,6 +1043,7 @@ fn rust_tests(
                 name,
                 line: source.line(pos),
                 spans: check.spans.clone(),
+                ignored: false,
             });
         }
     }
@@ -1122,6 +1134,12 @@ fn python_tests(file: &str, text: &str) -> Vec<TestCase> {
                 depth = 0;
             }
         }
+        let ignored = lines[first..n].iter().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("@pytest.mark.skip(")
+                || l == "@pytest.mark.skip"
+                || l.starts_with("@pytest.mark.xfail")
+        });
         let comment: Vec<&str> = lines[first..n]
             .iter()
             .map(|l| {
@@ -1158,6 +1176,7 @@ fn python_tests(file: &str, text: &str) -> Vec<TestCase> {
             name: name.to_owned(),
             line: n + 1,
             spans,
+            ignored,
         });
     }
     tests
@@ -1415,7 +1434,9 @@ fn name_versions(name: &str) -> (BTreeSet<Version>, bool) {
 struct Map {
     specs: Vec<Spec>,
     /// (version, id) -> tests citing it.
-    coverage: BTreeMap<(Version, String), BTreeSet<String>>,
+    coverage: Coverage,
+    /// (version, id) -> ignored tests citing it.
+    ignored: Coverage,
     tests: usize,
     errors: Vec<String>,
 }
@@ -1428,7 +1449,7 @@ fn build_map(root: &Path) -> Map {
     let mut errors = Vec::new();
     let specs = load_specs(root, &mut errors);
     let tests = scan_tests(root, &mut errors);
-    let coverage = cover(&specs, &tests, &mut errors);
+    let (coverage, ignored) = cover(&specs, &tests, &mut errors);
     // By file, then by line number, then by text; without duplicates.
     let errors: BTreeSet<(String, usize, String)> = errors
         .into_iter()
@@ -1442,24 +1463,30 @@ fn build_map(root: &Path) -> Map {
     Map {
         specs,
         coverage,
+        ignored,
         tests: tests.len(),
         errors: errors.into_iter().map(|(_, _, e)| e).collect(),
     }
 }
 
-fn cover(
-    specs: &[Spec],
-    tests: &[TestCase],
-    errors: &mut Vec<String>,
-) -> BTreeMap<(Version, String), BTreeSet<String>> {
+/// Tests citing each (version, id): those that run, and the ignored ones.
+type Coverage = BTreeMap<(Version, String), BTreeSet<String>>;
+
+fn cover(specs: &[Spec], tests: &[TestCase], errors: &mut Vec<String>) -> (Coverage, Coverage) {
     let spec = |v: Version| {
         specs
             .iter()
             .find(|s| s.version == v)
             .expect("every version")
     };
-    let mut coverage: BTreeMap<(Version, String), BTreeSet<String>> = BTreeMap::new();
+    let mut coverage = Coverage::new();
+    let mut ignored = Coverage::new();
     for test in tests {
+        let target = if test.ignored {
+            &mut ignored
+        } else {
+            &mut coverage
+        };
         let (runs, has_token) = name_versions(&test.name);
         let shown = test.display();
         let at = |line: usize| format!("{}:{line}: test `{}`", test.file, test.name);
@@ -1526,7 +1553,7 @@ fn cover(
                             ));
                             continue;
                         }
-                        coverage
+                        target
                             .entry((v, id.clone()))
                             .or_default()
                             .insert(shown.clone());
@@ -1535,7 +1562,7 @@ fn cover(
             }
         }
     }
-    coverage
+    (coverage, ignored)
 }
 
 // ------------------------------- Rendering -------------------------------------------
@@ -1591,7 +1618,8 @@ Both statement a broker cannot honour or check (or one that is really about the 
    statement that is not applicable) fail `conformance_citations_follow_the_convention`.
 
 Tests are named `file::test` (files relative to `tests/`, or `src/...`; modules and classes
-included).
+included). An ignored test (`#[ignore]`, `@pytest.mark.skip` or `xfail`) covers nothing: it
+is listed with `(ignored)`.
 ";
 
 /// The first `SHORT_TEXT_CHARS` characters of `text`, cut at a word, `|` escaped.
@@ -1668,17 +1696,19 @@ impl Map {
             );
             for s in &spec.statements {
                 let status = &spec.applicability[&s.id];
-                let tests = self.coverage.get(&(spec.version, s.id.clone()));
-                let cell = match (status, tests) {
-                    (Applicability::NotApplicable(reason), _) => {
+                let key = (spec.version, s.id.clone());
+                let running = self.coverage.get(&key).into_iter().flatten();
+                let ignored = self.ignored.get(&key).into_iter().flatten();
+                let mut tests: Vec<String> = running.map(|t| format!("`{t}`")).collect();
+                let covered = !tests.is_empty();
+                tests.extend(ignored.map(|t| format!("`{t}` (ignored)")));
+                let cell = match status {
+                    Applicability::NotApplicable(reason) => {
                         format!("n/a: {}", escape_cell(reason))
                     }
-                    (_, Some(tests)) => tests
-                        .iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join("<br>"),
-                    (_, None) => "**not covered**".to_owned(),
+                    _ if covered => tests.join("<br>"),
+                    _ if tests.is_empty() => "**not covered**".to_owned(),
+                    _ => format!("**not covered**<br>{}", tests.join("<br>")),
                 };
                 let applies = match status {
                     Applicability::Validated(reason) => {
@@ -1919,6 +1949,12 @@ restart!(check_restart => restart_v311: V311, 1; restart_v5: V5, 2;);
             ("t.rs::restart_v5".to_owned(), strs(&["MQTT-6.6.6-1"])),
         ]
     );
+    let ignored: Vec<&str> = tests
+        .iter()
+        .filter(|t| t.ignored)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(ignored, ["plain_v311"]);
     let line = |name: &str| tests.iter().find(|t| t.name == name).map(|t| t.line);
     assert_eq!(line("plain_v311"), Some(8));
     assert_eq!(line("made_v5_x"), Some(25));
