@@ -181,9 +181,10 @@ test_versions!(check_subscribe_qos2_granted_1 =>
     maximum_qos_1_grants_qos1_to_a_qos2_subscribe_ringmq_only_v311_mqtt_3_8_4_5,
     maximum_qos_1_grants_qos1_to_a_qos2_subscribe_ringmq_only_v5_mqtt_3_2_2_10);
 
-// [MQTT-4.13.2-1] (5.0): a QoS 2 PUBLISH to a server whose Maximum QoS is 1 gets DISCONNECT
-// 0x9B (QoS not supported, section 4.13) and the connection closes; a v3.1.1 client cannot
-// be told and its connection is closed. Either way the message goes nowhere.
+// [MQTT-4.13.2-1] (5.0), [MQTT-3.2.2-11] (5.0), the client's rule the server enforces: a
+// QoS 2 PUBLISH to a server whose Maximum QoS is 1 gets DISCONNECT 0x9B (QoS not supported,
+// section 4.13) and the connection closes; a v3.1.1 client cannot be told and its
+// connection is closed. Either way the message goes nowhere.
 fn check_qos2_publish_refused(v: ProtocolVersion) {
     if skip_unless_ringmq("mqtt.maximum_qos") {
         return;
@@ -277,10 +278,11 @@ fn maximum_qos_0_advertised_granted_and_enforced_ringmq_only_v5_mqtt_3_2_2_9() {
 // retain_available
 // ---------------------------------------------------------------------------------------
 
-// Section 3.2.2.3.5 / [MQTT-4.13.2-1] (5.0): without retained messages CONNACK says Retain
-// Available 0 (0x25), and a PUBLISH with RETAIN set gets DISCONNECT 0x9A (Retain not
-// supported), then the connection closes; a v3.1.1 client's connection is closed. The
-// message is neither delivered nor retained; PUBLISHes without RETAIN work.
+// Section 3.2.2.3.5 / [MQTT-4.13.2-1] (5.0), [MQTT-3.2.2-14] (5.0), the client's rule the
+// server enforces: without retained messages CONNACK says Retain Available 0 (0x25), and a
+// PUBLISH with RETAIN set gets DISCONNECT 0x9A (Retain not supported), then the connection
+// closes; a v3.1.1 client's connection is closed. The message is neither delivered nor
+// retained; PUBLISHes without RETAIN work.
 fn check_retain_refused(v: ProtocolVersion) {
     if skip_unless_ringmq("mqtt.retain_available") {
         return;
