@@ -186,7 +186,7 @@ pub async fn end_session(conn: Conn, publish_will: bool) {
             .get(conn.key)
             .is_some_and(|s| Rc::ptr_eq(s, &conn.session));
         let ours = is_ours(&conn);
-        let ends_now = ours && conn.session.borrow().expiry_secs == 0;
+        let ends_now = ours && !conn.session.borrow().keeps_wills();
         // It waits only in a session that outlives this connection; a session taken over by
         // a clean start has ended [MQTT-3.1.2-8]. One resumed by another connection keeps
         // it from being sent at all [MQTT-3.1.3-9].

@@ -100,6 +100,9 @@ pub struct Durable {
     /// Inbound QoS 2 messages accepted and not released, with where they were first
     /// accepted (their tag): a checkpoint copies them, recovery routes them again.
     accepted: HashMap<u16, (LogOffset, Rc<Message>)>,
+    /// The will, as logged: the connected client's, or one pending after its connection
+    /// ended (see [`SessionWill`]). Boxed: most sessions have none.
+    will: Option<Box<SessionWill>>,
     journal: Vec<StateRecord>,
 }
 
@@ -244,9 +247,6 @@ pub struct Session {
     pub drops: Drops,
     /// Persistent sessions: their durable state. Boxed: clean sessions have none.
     durable: Option<Box<Durable>>,
-    /// The will, pending or (durable sessions) as logged; see [`SessionWill`]. Boxed: most
-    /// sessions have none.
-    will: Option<Box<SessionWill>>,
 }
 
 impl Session {
@@ -269,7 +269,6 @@ impl Session {
             client_max_packet_bytes: usize::MAX,
             drops: Drops::default(),
             durable: None,
-            will: None,
         }
     }
 
@@ -296,6 +295,7 @@ impl Session {
             released: queue.released,
             sent: queue.sent,
             accepted: HashMap::new(),
+            will: None,
             journal: Vec::new(),
         }));
     }

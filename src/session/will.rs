@@ -1,6 +1,8 @@
 //! A session's will: kept for the log while its client is connected, pending for the Will
 //! Delay Interval after the connection ends [MQTT-3.1.2-8], cancelled when a new connection
-//! resumes the session first [MQTT-3.1.3-9].
+//! resumes the session first [MQTT-3.1.3-9]. Only a durable session keeps one (in its
+//! `Durable` part): a clean session ends with its connection, which publishes the will at
+//! once, so clean sessions pay nothing for this.
 //!
 //! The shard publishes a pending will from its once-a-second sweep, so a will goes up to
 //! about a second after its delay has passed; when the session ends first (expiry, a
@@ -12,12 +14,12 @@ use super::Session;
 use crate::message::Message;
 use crate::persist::state::{instant_at, unix_ms_now, StateRecord};
 
-/// The will a session keeps.
+/// The will a durable session keeps.
 #[derive(Debug, Clone)]
 pub enum SessionWill {
-    /// The connected client's will, kept for durable sessions only, as the log has it: a
-    /// crash makes it pending at the restart. The connection holds its own copy, which
-    /// is what is published when the connection ends.
+    /// The connected client's will, as the log has it: a crash makes it pending at the
+    /// restart. The connection holds its own copy, which is what is published (or made
+    /// pending) when the connection ends.
     Armed { message: Message, delay_secs: u32 },
     /// The connection ended without a normal DISCONNECT: published at `due`, or when the
     /// session ends if that comes first.
@@ -70,32 +72,44 @@ impl SessionWill {
 }
 
 impl Session {
+    /// Whether a will can wait here for its delay: the session outlives its connection
+    /// (and so is durable: a session with an expiry is logged from its first connection,
+    /// and v5 forbids raising an expiry of 0 at DISCONNECT).
+    pub fn keeps_wills(&self) -> bool {
+        self.is_durable() && self.expiry_secs > 0
+    }
+
     /// A connection is attached, to a new or a resumed session: a will still pending from
     /// an earlier connection is not sent [MQTT-3.1.3-9]. `will` (the new connection's,
     /// with its delay) is kept and logged if the session is durable, so that a crash
     /// publishes it after the restart; a clean session keeps nothing.
     pub fn arm_will(&mut self, will: Option<(Message, u32)>) {
-        let had = self.will.take().is_some();
-        let Some(no) = self.durable_no() else {
+        let Some(d) = &mut self.durable else {
             return;
         };
+        let had = d.will.take().is_some();
+        let no = d.no;
         match will {
             Some((message, delay_secs)) => {
                 let armed = SessionWill::Armed {
                     message,
                     delay_secs,
                 };
-                self.journal(armed.record(no));
-                self.will = Some(Box::new(armed));
+                d.journal.push(armed.record(no));
+                d.will = Some(Box::new(armed));
             }
-            None if had => self.journal(StateRecord::WillClear { no }),
+            None if had => d.journal.push(StateRecord::WillClear { no }),
             None => {}
         }
     }
 
-    /// The connection ended and its will waits `delay_secs` from `now` (logged with its due
-    /// time, so that it survives a restart).
+    /// The connection ended and its will waits `delay_secs` from `now`, logged with its due
+    /// time so that it survives a restart. Only where [`Session::keeps_wills`]; elsewhere
+    /// the caller publishes the will at once.
     pub fn delay_will(&mut self, message: Message, delay_secs: u32, now: Instant) {
+        let Some(d) = &mut self.durable else {
+            return;
+        };
         let delay = Duration::from_secs(u64::from(delay_secs));
         let pending = SessionWill::Pending {
             message,
@@ -104,35 +118,35 @@ impl Session {
             due: now.checked_add(delay).unwrap_or(now),
             due_unix_ms: unix_ms_now().saturating_add(u64::from(delay_secs) * 1000),
         };
-        if let Some(no) = self.durable_no() {
-            self.journal(pending.record(no));
-        }
-        self.will = Some(Box::new(pending));
+        d.journal.push(pending.record(d.no));
+        d.will = Some(Box::new(pending));
     }
 
     /// A will pending since before a restart, due at `due_unix_ms` (already logged).
     pub fn restore_pending_will(&mut self, message: Message, delay_secs: u32, due_unix_ms: u64) {
-        self.will = Some(Box::new(SessionWill::Pending {
-            message,
-            delay_secs,
-            due: instant_at(due_unix_ms),
-            due_unix_ms,
-        }));
+        if let Some(d) = &mut self.durable {
+            d.will = Some(Box::new(SessionWill::Pending {
+                message,
+                delay_secs,
+                due: instant_at(due_unix_ms),
+                due_unix_ms,
+            }));
+        }
     }
 
     /// Nothing is pending any more: the connection ended normally [MQTT-3.1.2-10], or its
     /// will was published at once.
     pub fn clear_will(&mut self) {
-        if self.will.take().is_some() {
-            if let Some(no) = self.durable_no() {
-                self.journal(StateRecord::WillClear { no });
+        if let Some(d) = &mut self.durable {
+            if d.will.take().is_some() {
+                d.journal.push(StateRecord::WillClear { no: d.no });
             }
         }
     }
 
     /// When the pending will is due, if one is.
     pub fn will_due(&self) -> Option<Instant> {
-        match self.will.as_deref() {
+        match self.durable.as_ref()?.will.as_deref() {
             Some(SessionWill::Pending { due, .. }) => Some(*due),
             _ => None,
         }
@@ -140,31 +154,30 @@ impl Session {
 
     /// Takes the pending will if it is due by `now`, journalling that it is gone.
     pub fn take_due_will(&mut self, now: Instant) -> Option<Message> {
-        if self.will_due().is_some_and(|due| due <= now) {
-            let message = self.take_pending_will();
-            if let Some(no) = self.durable_no() {
-                self.journal(StateRecord::WillClear { no });
-            }
-            return message;
+        if !self.will_due().is_some_and(|due| due <= now) {
+            return None;
         }
-        None
+        let message = self.take_pending_will()?;
+        self.journal(StateRecord::WillClear {
+            no: self.durable_no()?,
+        });
+        Some(message)
     }
 
     /// The session ends: takes the pending will (published now, whatever is left of its
     /// delay). Not journalled: the session's end is logged instead.
     pub fn take_pending_will(&mut self) -> Option<Message> {
-        match self.will.take().map(|w| *w) {
+        self.will_due()?;
+        match self.durable.as_mut()?.will.take().map(|w| *w) {
             Some(SessionWill::Pending { message, .. }) => Some(message),
-            other => {
-                self.will = other.map(Box::new);
-                None
-            }
+            _ => None,
         }
     }
 
-    /// The will's record, as a checkpoint writes it (durable sessions only).
+    /// The will's record, as a checkpoint writes it.
     pub fn will_record(&self) -> Option<StateRecord> {
-        Some(self.will.as_ref()?.record(self.durable_no()?))
+        let d = self.durable.as_ref()?;
+        Some(d.will.as_ref()?.record(d.no))
     }
 }
 
@@ -283,14 +296,21 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_session_logs_nothing_and_keeps_no_armed_will() {
+    fn only_a_session_that_outlives_its_connection_keeps_a_will() {
         let mut s = Session::new(Arc::from("c"), LIMITS);
+        s.expiry_secs = 60;
+        assert!(!s.keeps_wills(), "a clean session ends with its connection");
         s.arm_will(Some((will(), 3)));
-        assert!(s.will.is_none());
         s.delay_will(will(), 3, Instant::now());
-        assert!(s.will_due().is_some());
+        assert_eq!(s.will_due(), None);
         assert!(s.will_record().is_none());
-        assert!(s.take_journal().is_empty());
+        let mut s = durable();
+        assert!(
+            !s.keeps_wills(),
+            "expiry 0: the session ends with its connection"
+        );
+        s.expiry_secs = 1;
+        assert!(s.keeps_wills());
     }
 
     #[test]
