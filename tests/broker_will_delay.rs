@@ -439,3 +439,38 @@ fn will_of_client_connected_at_kill9_cancelled_by_resume_after_restart_v5_ringmq
     back.disconnect();
     w.expect_nothing(Duration::from_millis(500));
 }
+
+// [MQTT-3.1.2-8] A pending will moves with its session when the broker restarts with another
+// shard count (the session's home shard changes): it is still published when its Will Delay
+// Interval (3 s) has passed, not at the restart.
+#[test]
+fn pending_will_moves_with_its_session_to_a_new_home_shard_v5_ringmq_only_mqtt_3_1_2_8() {
+    if skip_unless_ringmq("Mosquitto runs without persistence here") {
+        return;
+    }
+    let mut broker = broker();
+    park_watcher(&broker);
+    // Home shard 1 of 2, then shard 0 of 3.
+    let id = (0..)
+        .map(|n| format!("wd-moved-{n}"))
+        .find(|id| {
+            let h = ringmq::shard::mesh::stable_hash(id.as_bytes());
+            h % 2 == 1 && h % 3 == 0
+        })
+        .expect("some id moves");
+    let c = willer(&broker, &id, 3, 60);
+    let gone = Instant::now();
+    c.into_raw().drop_connection();
+    thread::sleep(SETTLE);
+    broker.kill9();
+    broker.restart_with_shards(3);
+    let mut w = resume_watcher(&broker);
+    expect_nothing_until(&mut w, gone + Duration::from_millis(2700));
+    w.timeout = Duration::from_secs(3) + LATE;
+    let after = expect_will(&mut w, &id, gone);
+    assert!(
+        after >= Duration::from_secs(3),
+        "will published {after:?} after the connection ended; its delay is 3 s"
+    );
+    w.expect_nothing(Duration::from_secs(1));
+}
