@@ -47,8 +47,9 @@
 //!   every delivery below `low_seq` is; `low_offset` is where the oldest incomplete one's
 //!   `Deliver` record is, or where to look for it.
 //! - A checkpoint (`CheckpointBegin`, the live state as Session / Subscribe / Queue /
-//!   Accepted / Will / DelayedWill / Retain records, `CheckpointEnd`) replaces all state before it; the
-//!   records before it are then dead, except `Deliver` records still queued.
+//!   Accepted / Will / DelayedWill / Retain records, `CheckpointEnd`) replaces all state
+//!   before it; the records before it are then dead, except `Deliver` records still
+//!   queued.
 
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
