@@ -454,13 +454,15 @@ async fn start_session(
                 expiry_secs,
                 client_id: client_id.clone(),
             });
-            s.log_will(
-                connect
-                    .will
-                    .as_ref()
-                    .map(|w| handler::will_message(w, &client_id)),
-            );
         }
+        // A will still pending from the last connection is not sent [MQTT-3.1.3-9]; this
+        // connection's is logged (durable sessions), so that a crash publishes it.
+        let will = connect
+            .will
+            .as_ref()
+            .filter(|_| s.is_durable())
+            .map(|w| (handler::will_message(w, &client_id), handler::will_delay(w)));
+        s.arm_will(will);
         s.attach(
             outbox.clone(),
             p.receive_maximum.map(|r| r.get()),

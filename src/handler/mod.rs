@@ -217,29 +217,45 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
     }
 }
 
-/// The connection is gone: publish the will if due [MQTT-3.1.2-8] (and not after a normal
-/// DISCONNECT [MQTT-3.1.2-10]), then detach the session, or end it if it does not outlive
-/// the connection. Does nothing to a session another connection has taken over.
+/// The connection is gone: publish the will [MQTT-3.1.2-8] (not after a normal DISCONNECT
+/// [MQTT-3.1.2-10]) now, or leave it pending in the session for its Will Delay Interval,
+/// then detach the session, or end it if it does not outlive the connection. Does nothing
+/// else to a session another connection has taken over.
 pub async fn end_session(conn: Conn, publish_will: bool) {
-    if publish_will {
-        if let Some(will) = &conn.will {
-            let message = will_message(will, &conn.client_id);
+    let will = conn.will.as_deref().filter(|_| publish_will);
+    let delay = will.map_or(0, will_delay);
+    let mut delayed = None;
+    if let Some(w) = will {
+        let live = conn
+            .shard
+            .sessions
+            .borrow()
+            .get(conn.key)
+            .is_some_and(|s| Rc::ptr_eq(s, &conn.session));
+        let ours = is_ours(&conn);
+        let ends_now = ours && !conn.session.borrow().keeps_wills();
+        // It waits only in a session that outlives this connection; a session taken over by
+        // a clean start has ended [MQTT-3.1.2-8]. One resumed by another connection keeps
+        // it from being sent at all [MQTT-3.1.3-9].
+        if delay == 0 || !live || ends_now {
+            let message = will_message(w, &conn.client_id);
             conn.shard.publish(message, None).await;
+        } else if ours {
+            delayed = Some(will_message(w, &conn.client_id));
         }
     }
-    let ours = conn
-        .session
-        .borrow()
-        .outbox()
-        .is_some_and(|o| Rc::ptr_eq(o, &conn.outbox));
-    if !ours {
+    if !is_ours(&conn) {
         return;
     }
     let expiry = {
         let mut s = conn.session.borrow_mut();
-        s.detach(Instant::now());
-        // The will is published or dropped now, either way no longer pending.
-        s.log_will(None);
+        let now = Instant::now();
+        s.detach(now);
+        match delayed {
+            Some(message) => s.delay_will(message, delay, now),
+            // The will is published or dropped now, either way not pending.
+            None => s.clear_will(),
+        }
         if let Some(no) = s.durable_no() {
             let expiry_secs = s.expiry_secs;
             let client_id = s.client_id.clone();
@@ -277,6 +293,19 @@ pub fn has_shared(session: &RefCell<Session>) -> bool {
         .subscriptions
         .keys()
         .any(|f| f.shared().is_some())
+}
+
+/// Whether the session is still attached to this connection.
+fn is_ours(conn: &Conn) -> bool {
+    conn.session
+        .borrow()
+        .outbox()
+        .is_some_and(|o| Rc::ptr_eq(o, &conn.outbox))
+}
+
+/// A will's Will Delay Interval in seconds (v5; 0 when absent, and for v3).
+pub fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
 }
 
 /// The Application Message a will becomes [MQTT-3.1.2-8].

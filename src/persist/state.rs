@@ -28,6 +28,7 @@
 //! | 15   | CheckpointEnd | (empty)                                                     |
 //! | 16   | Queue         | no u64, next_seq u64, low_seq u64, low_offset u64, then three lists (u32 count, u64 each): acked, released, sent |
 //! | 17   | Sent          | no u64, seq u64 (a queued delivery was first sent)         |
+//! | 18   | DelayedWill   | no u64, delay_secs u32, due_unix_ms u64, message            |
 //!
 //! - `message`: origin client id str, received unix_ms u64, then the message as an MQTT
 //!   5.0 PUBLISH packet (fixed header included; packet id 1 when QoS > 0), so the codec
@@ -36,12 +37,19 @@
 //!   is tagged with the shard and offset of its `Accepted` record, so that recovery can
 //!   finish routing it without delivering it twice.
 //! - `low_offset`: `u64::MAX` for none.
+//! - `Will` is the will of a connected client with no Will Delay Interval. `DelayedWill`
+//!   (added after the first release; logs without it read as before) is a will with a
+//!   delay: `due_unix_ms` `u64::MAX` while its client is connected (a crash makes it
+//!   pending at the restart, the delay counted from then), else the Unix time at which
+//!   the pending will is published unless the session is resumed first. A session has at
+//!   most one will in the log: the last `Will` / `DelayedWill` / `WillClear` says which.
 //! - `Acked`: the delivery `seq` is complete (PUBACK, PUBCOMP, refused, or expired), and
 //!   every delivery below `low_seq` is; `low_offset` is where the oldest incomplete one's
 //!   `Deliver` record is, or where to look for it.
 //! - A checkpoint (`CheckpointBegin`, the live state as Session / Subscribe / Queue /
-//!   Accepted / Will / Retain records, `CheckpointEnd`) replaces all state before it; the
-//!   records before it are then dead, except `Deliver` records still queued.
+//!   Accepted / Will / DelayedWill / Retain records, `CheckpointEnd`) replaces all state
+//!   before it; the records before it are then dead, except `Deliver` records still
+//!   queued.
 
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -152,6 +160,13 @@ pub enum StateRecord {
         no: u64,
         seq: u64,
     },
+    DelayedWill {
+        no: u64,
+        delay_secs: u32,
+        /// When it is published; `None` while its client is connected.
+        due_unix_ms: Option<u64>,
+        message: Message,
+    },
 }
 
 /// A body that does not decode: the log holds something this version did not write.
@@ -164,6 +179,7 @@ pub struct StateError {
 
 const NO_SHARD: u16 = 0xFFFF;
 const NO_OFFSET: u64 = u64::MAX;
+const NO_TIME: u64 = u64::MAX;
 
 impl StateRecord {
     pub fn record_type(&self) -> RecordType {
@@ -185,6 +201,7 @@ impl StateRecord {
             StateRecord::CheckpointEnd => 15,
             StateRecord::Queue { .. } => 16,
             StateRecord::Sent { .. } => 17,
+            StateRecord::DelayedWill { .. } => 18,
         };
         RecordType::new(t).unwrap_or(DELIVER)
     }
@@ -276,6 +293,17 @@ impl StateRecord {
             }
             StateRecord::Will { no, message } => {
                 w.u64(*no);
+                w.message(message);
+            }
+            StateRecord::DelayedWill {
+                no,
+                delay_secs,
+                due_unix_ms,
+                message,
+            } => {
+                w.u64(*no);
+                w.u32(*delay_secs);
+                w.u64(due_unix_ms.unwrap_or(NO_TIME));
                 w.message(message);
             }
             StateRecord::Detached { no, unix_ms } => {
@@ -396,6 +424,12 @@ impl StateRecord {
                 no: r.u64()?,
                 seq: r.u64()?,
             },
+            18 => StateRecord::DelayedWill {
+                no: r.u64()?,
+                delay_secs: r.u32()?,
+                due_unix_ms: Some(r.u64()?).filter(|&t| t != NO_TIME),
+                message: r.message()?,
+            },
             _ => return Err(r.err("unknown record type")),
         };
         if !r.buf.is_empty() {
@@ -437,6 +471,16 @@ pub fn instant_of(unix_ms: u64) -> Instant {
     let now = Instant::now();
     let ago = unix_ms_now().saturating_sub(unix_ms);
     now.checked_sub(Duration::from_millis(ago)).unwrap_or(now)
+}
+
+/// The `Instant` that will be, or was, `unix_ms` (the past as [`instant_of`]).
+pub fn instant_at(unix_ms: u64) -> Instant {
+    let now = Instant::now();
+    let ahead = unix_ms.saturating_sub(unix_ms_now());
+    if ahead == 0 {
+        return instant_of(unix_ms);
+    }
+    now.checked_add(Duration::from_millis(ahead)).unwrap_or(now)
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
@@ -757,6 +801,18 @@ mod tests {
                 sent: vec![91, 92, 93],
             },
             StateRecord::Sent { no: 2, seq: 94 },
+            StateRecord::DelayedWill {
+                no: 4,
+                delay_secs: 30,
+                due_unix_ms: None,
+                message: m.clone(),
+            },
+            StateRecord::DelayedWill {
+                no: 4,
+                delay_secs: 30,
+                due_unix_ms: Some(1_700_000_030_000),
+                message: m.clone(),
+            },
         ];
         for rec in &records {
             // Debug output names every field, messages included (their `received_at` is
@@ -770,6 +826,52 @@ mod tests {
                 "{rec:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_delayed_will_body_is_as_documented() {
+        let rec = StateRecord::DelayedWill {
+            no: 0x0102,
+            delay_secs: 30,
+            due_unix_ms: None,
+            message: message("w", b"gone", QoS::AtLeastOnce),
+        };
+        assert_eq!(rec.record_type().get(), 18);
+        let mut body = BytesMut::new();
+        rec.encode(&mut body);
+        let head: &[u8] = &[
+            0x02, 0x01, 0, 0, 0, 0, 0, 0, // no
+            30, 0, 0, 0, // delay_secs
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, // due: none (connected)
+            11, 0, 0, 0, // the message: origin str
+        ];
+        assert_eq!(&body[..head.len()], head);
+    }
+
+    #[test]
+    fn a_will_record_of_an_older_log_still_reads() {
+        // Type 11 as the first release wrote it: no, then the message.
+        let mut body = BytesMut::new();
+        StateRecord::Will {
+            no: 5,
+            message: message("w", b"gone", QoS::AtMostOnce),
+        }
+        .encode(&mut body);
+        assert_eq!(&body[..8], &[5, 0, 0, 0, 0, 0, 0, 0]);
+        let t = RecordType::new(11).expect("type");
+        let Ok(StateRecord::Will { no: 5, message }) = StateRecord::decode(t, &body) else {
+            panic!("type 11 does not read as a will");
+        };
+        assert_eq!(&message.payload[..], b"gone");
+    }
+
+    #[test]
+    fn instant_at_reaches_into_the_future_and_the_past() {
+        let now = Instant::now();
+        let ahead = instant_at(unix_ms_now() + 10_000).saturating_duration_since(now);
+        assert!(ahead > Duration::from_secs(9) && ahead <= Duration::from_secs(11));
+        let ago = now.saturating_duration_since(instant_at(unix_ms_now() - 10_000));
+        assert!(ago > Duration::from_secs(9) && ago <= Duration::from_secs(11));
     }
 
     #[test]

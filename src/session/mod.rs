@@ -7,6 +7,7 @@
 
 mod notify;
 mod outbox;
+mod will;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU16;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use notify::Notify;
 pub use outbox::Outbox;
+pub use will::{will_record, SessionWill};
 
 use crate::message::Message;
 
@@ -105,8 +107,9 @@ pub struct Durable {
     /// Inbound QoS 2 messages accepted and not released, with where they were first
     /// accepted (their tag): a checkpoint copies them, recovery routes them again.
     accepted: HashMap<u16, (LogOffset, Rc<Message>)>,
-    /// The will of the connected client, as logged (published after a crash).
-    will: Option<Message>,
+    /// The will, as logged: the connected client's, or one pending after its connection
+    /// ended (see [`SessionWill`]). Boxed: most sessions have none.
+    will: Option<Box<SessionWill>>,
     journal: Vec<StateRecord>,
 }
 
@@ -345,28 +348,6 @@ impl Session {
                 self.journal(StateRecord::InReleased { no, packet_id });
             }
         }
-    }
-
-    /// Logs (or, with `None`, clears) the will of the connected client.
-    pub fn log_will(&mut self, will: Option<Message>) {
-        let Some(d) = &mut self.durable else {
-            return;
-        };
-        let no = d.no;
-        let record = match (&will, d.will.is_some()) {
-            (Some(m), _) => StateRecord::Will {
-                no,
-                message: m.clone(),
-            },
-            (None, true) => StateRecord::WillClear { no },
-            (None, false) => return,
-        };
-        d.will = will;
-        d.journal.push(record);
-    }
-
-    pub fn logged_will(&self) -> Option<&Message> {
-        self.durable.as_ref()?.will.as_ref()
     }
 
     /// The accepted inbound QoS 2 messages, as a checkpoint writes them.

@@ -8,6 +8,7 @@ mod restore;
 pub mod runtime;
 pub mod share;
 pub mod storage;
+mod will;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -418,11 +419,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
     }
 }
 
-/// Removes disconnected sessions whose expiry interval has passed, once a second.
+/// Publishes the delayed wills that are due, and removes disconnected sessions whose
+/// expiry interval has passed, once a second.
 async fn expire_sessions(shard: Rc<Shard>) {
     while !shard.shutdown.is_triggered() {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         let now = Instant::now();
+        shard.publish_due_wills(now).await;
         let expired: Vec<SessionKey> = shard
             .sessions
             .borrow()
@@ -1313,11 +1316,16 @@ impl Shard {
         found
     }
 
-    /// Ends a session: its subscriptions go, the session state is dropped.
-    pub async fn remove_session(&self, key: SessionKey) {
+    /// Ends a session: a will still waiting for its delay is published [MQTT-3.1.2-8], its
+    /// subscriptions go, the session state is dropped.
+    pub async fn remove_session(self: &Rc<Self>, key: SessionKey) {
         let Some(session) = self.sessions.borrow_mut().remove(key) else {
             return;
         };
+        let will = session.borrow_mut().take_pending_will();
+        if let Some(message) = will {
+            self.publish_will(message).await;
+        }
         if let Some(no) = session.borrow().durable_no() {
             self.storage.append(&StateRecord::SessionGone { no });
         }

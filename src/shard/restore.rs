@@ -1,7 +1,9 @@
 //! Start-up from the log, and checkpoints: what recovery found becomes sessions,
 //! subscriptions and retained messages again before the shard serves; in-doubt QoS 2
 //! messages finish routing; wills of clients that were connected when the broker stopped
-//! are published. Later, checkpoints rewrite the live state so that old segments can go.
+//! are published, or become pending for their Will Delay Interval counted from the
+//! restart, and pending wills whose time passed while the broker was down are published.
+//! Later, checkpoints rewrite the live state so that old segments can go.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use super::mesh::CtrlMsg;
 use super::storage::{Recovered, RecoveredSession, Storage};
 use super::{LocalSub, Shard};
 use crate::message::Message;
-use crate::persist::state::{instant_of, unix_ms_of, StateRecord, Tag, Target};
+use crate::persist::state::{instant_of, unix_ms_now, unix_ms_of, StateRecord, Tag, Target};
 use crate::persist::LogOffset;
 use crate::protocol::{PacketId, ProtocolVersion, TopicFilter};
 use crate::session::{Outbox, Session, Subscribed};
@@ -24,7 +26,8 @@ const MOVE_BYTES_MAX: u64 = 16 << 20;
 struct Pending {
     /// Inbound QoS 2 messages accepted before the stop, with their tags.
     in_doubt: Vec<(Tag, Rc<Message>)>,
-    /// Wills of clients connected when the broker stopped: (storage, session no, will).
+    /// Wills due at start-up: of clients connected when the broker stopped (without a
+    /// delay), and delayed ones whose time has passed: (session no, will).
     wills: Vec<(u64, Message)>,
 }
 
@@ -38,7 +41,8 @@ impl Shard {
     /// 2. in-doubt inbound QoS 2 messages are routed again (shards skip tags they have);
     /// 3. set-aside sessions and retained messages are handed to their home shards, which
     ///    log them before answering; then they are marked gone here;
-    /// 4. wills of clients that were connected when the broker stopped are published.
+    /// 4. wills that are due are published: those of clients that were connected when the
+    ///    broker stopped (without a delay), and delayed ones whose time has passed.
     pub(super) async fn restore(
         self: &Rc<Self>,
         recovered: Recovered,
@@ -128,7 +132,7 @@ impl Shard {
             .wills
             .extend(self.adopted_wills.borrow_mut().drain(..));
         for (no, will) in pending.wills {
-            self.publish(will, None).await;
+            self.publish_will(will).await;
             self.storage.append(&StateRecord::WillClear { no });
         }
     }
@@ -149,7 +153,7 @@ impl Shard {
         let mut session = Session::new(rs.client_id.clone(), self.session_limits);
         session.expiry_secs = rs.expiry_secs;
         // A session whose client was connected when the broker stopped lost its
-        // connection then: its expiry counts from now, and its will is due.
+        // connection then: its expiry counts from now, and so does its will's delay.
         session.disconnected_at = Some(rs.detached_ms.map_or(now, instant_of));
         session.make_durable(no, rs.queue);
         for (id, (at, message)) in rs.inbound {
@@ -165,14 +169,41 @@ impl Shard {
             };
             pending.in_doubt.push((tag, message));
         }
-        if rs.detached_ms.is_none() {
+        let connected = rs.detached_ms.is_none();
+        if connected {
             self.storage.append(&StateRecord::Detached {
                 no,
                 unix_ms: unix_ms_of(now),
             });
-            if let Some(will) = rs.will {
-                pending.wills.push((no, will));
+        }
+        match rs.will {
+            // A will logged while connected, of a session logged as disconnected: not
+            // written by this broker (a disconnect clears or delays the will); dropped.
+            Some(w) if w.due_unix_ms.is_none() && !connected => {}
+            Some(w) => {
+                let now_ms = unix_ms_now();
+                // The client could not come back while the broker was down: the delay of
+                // a will whose client was connected counts from the restart, as the
+                // session's expiry does, so a client that reconnects in time after the
+                // restart keeps its will from being sent [MQTT-3.1.3-9].
+                let due_ms = w
+                    .due_unix_ms
+                    .unwrap_or_else(|| now_ms.saturating_add(u64::from(w.delay_secs) * 1000));
+                if due_ms <= now_ms {
+                    pending.wills.push((no, w.message));
+                } else {
+                    if w.due_unix_ms.is_none() {
+                        self.storage.append(&StateRecord::DelayedWill {
+                            no,
+                            delay_secs: w.delay_secs,
+                            due_unix_ms: Some(due_ms),
+                            message: w.message.clone(),
+                        });
+                    }
+                    session.restore_pending_will(w.message, w.delay_secs, due_ms);
+                }
             }
+            None => {}
         }
         let client_id = rs.client_id.clone();
         let (key, s) = self.sessions.borrow_mut().insert(session);
@@ -315,10 +346,7 @@ impl Shard {
             inbound.insert(id, (at, message));
         }
         if let Some(will) = &rs.will {
-            st.append(&StateRecord::Will {
-                no,
-                message: will.clone(),
-            });
+            st.append(&will.record(no));
         }
         if let Some(ms) = rs.detached_ms {
             st.append(&StateRecord::Detached { no, unix_ms: ms });
@@ -457,12 +485,7 @@ impl Shard {
                     unix_ms: unix_ms_of(at),
                 });
             }
-            if let Some(will) = s.logged_will() {
-                records.push(StateRecord::Will {
-                    no,
-                    message: will.clone(),
-                });
-            }
+            records.extend(s.will_record());
         }
         self.retained.borrow().for_each(|_, m| {
             records.push(StateRecord::Retain {

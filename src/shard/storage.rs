@@ -635,7 +635,24 @@ pub struct RecoveredSession {
     /// Inbound QoS 2 messages accepted and not released: packet id -> (offset of the
     /// `Accepted` record, message).
     pub inbound: BTreeMap<u16, (LogOffset, Message)>,
-    pub will: Option<Message>,
+    pub will: Option<RecoveredWill>,
+}
+
+/// A session's will as the log describes it (`Will` or `DelayedWill`).
+#[derive(Debug, Clone)]
+pub struct RecoveredWill {
+    pub message: Message,
+    /// Its Will Delay Interval.
+    pub delay_secs: u32,
+    /// When the pending will is due (Unix ms); `None`: its client was connected.
+    pub due_unix_ms: Option<u64>,
+}
+
+impl RecoveredWill {
+    /// The record that logs it under session number `no`.
+    pub fn record(&self, no: u64) -> StateRecord {
+        crate::session::will_record(no, &self.message, self.delay_secs, self.due_unix_ms)
+    }
 }
 
 /// State rebuilt from records, before or inside a checkpoint.
@@ -817,7 +834,25 @@ impl Recovered {
             }
             StateRecord::Will { no, message } => {
                 if let Some(s) = state.sessions.get_mut(&no) {
-                    s.will = Some(message);
+                    s.will = Some(RecoveredWill {
+                        message,
+                        delay_secs: 0,
+                        due_unix_ms: None,
+                    });
+                }
+            }
+            StateRecord::DelayedWill {
+                no,
+                delay_secs,
+                due_unix_ms,
+                message,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.will = Some(RecoveredWill {
+                        message,
+                        delay_secs,
+                        due_unix_ms,
+                    });
                 }
             }
             StateRecord::WillClear { no } => {
@@ -983,5 +1018,45 @@ mod tests {
             },
         ]);
         assert!(r.state.sessions[&1].inbound.is_empty());
+    }
+
+    #[test]
+    fn the_last_will_record_of_a_session_is_its_will() {
+        let delayed = |due_unix_ms| StateRecord::DelayedWill {
+            no: 1,
+            delay_secs: 30,
+            due_unix_ms,
+            message: message("w"),
+        };
+        let will_of = |records| {
+            replay(records).state.sessions[&1]
+                .will
+                .as_ref()
+                .map(|w| (w.delay_secs, w.due_unix_ms))
+        };
+        let plain = StateRecord::Will {
+            no: 1,
+            message: message("w"),
+        };
+        assert_eq!(
+            will_of(vec![session(1, "a"), plain.clone()]),
+            Some((0, None))
+        );
+        assert_eq!(
+            will_of(vec![session(1, "a"), plain, delayed(None)]),
+            Some((30, None))
+        );
+        assert_eq!(
+            will_of(vec![session(1, "a"), delayed(None), delayed(Some(9))]),
+            Some((30, Some(9)))
+        );
+        assert_eq!(
+            will_of(vec![
+                session(1, "a"),
+                delayed(Some(9)),
+                StateRecord::WillClear { no: 1 }
+            ]),
+            None
+        );
     }
 }
