@@ -253,7 +253,7 @@ mod tests {
         );
     }
 
-    // [MQTT-3.1.2-8] [MQTT-3.1.3-9]
+    // [MQTT-3.1.2-8] [MQTT-3.1.3-9] (5.0)
     #[test]
     fn a_pending_will_is_due_after_its_delay_and_cancelled_by_a_resume() {
         let mut s = durable();
