@@ -99,7 +99,7 @@ fn alias_accepting_subscriber(broker: &Broker, id: &str, max: u16) -> Client {
     sub
 }
 
-// [MQTT-3.3.2-11] (5.0) Server to client: the broker names a topic it sends again by an
+// [MQTT-3.3.2-11] [MQTT-3.1.2-26] (5.0) Server to client: the broker names a topic it sends again by an
 // alias, never one above the Topic Alias Maximum the client sent in CONNECT; when all
 // are taken it reassigns them (the PUBLISH that does carries the topic again). Exact
 // bytes: QoS 0 PUBLISH, topic "ta/1" with Topic Alias (0x23) 1, then the alias alone
@@ -142,7 +142,7 @@ fn the_server_names_repeated_topics_by_alias_within_the_clients_maximum_ringmq_o
 }
 
 // Aliases belong to a connection: a resumed session's new connection gets the topic name
-// again before any alias. And a client that accepts none gets none.
+// again before any alias. And a client that accepts none gets none [MQTT-3.1.2-27] (5.0).
 #[test]
 fn server_aliases_start_afresh_on_each_connection_ringmq_only_v5() {
     if skip_unless_ringmq("server-to-client topic aliases") {
