@@ -236,13 +236,22 @@ fn refusal(m: &MqttConfig, connect: &Connect) -> Option<(ReasonCode, ConnAckProp
     if m.redirect != Redirect::None {
         props.server_reference = MqttString::try_from(m.server_reference.clone()).ok();
     }
+    advertise_capabilities(m, &mut props);
+    Some((reason, props))
+}
+
+/// The capabilities `[mqtt]` turns off, as CONNACK properties: absent means available, so
+/// only what is off is said (Maximum QoS [MQTT-3.2.2-9], Retain Available, Wildcard /
+/// Subscription Identifier / Shared Subscription Available).
+fn advertise_capabilities(m: &MqttConfig, props: &mut ConnAckProperties) {
     if m.maximum_qos < 2 {
         props.maximum_qos = Some(m.maximum_qos());
     }
-    if !m.retain_available {
-        props.retain_available = Some(false);
-    }
-    Some((reason, props))
+    let off = |on: bool| (!on).then_some(false);
+    props.retain_available = off(m.retain_available);
+    props.wildcard_subscription_available = off(m.wildcard_subscriptions);
+    props.subscription_identifiers_available = off(m.subscription_identifiers);
+    props.shared_subscription_available = off(m.shared_subscriptions);
 }
 
 /// Sends a refusing CONNACK and closes.
@@ -389,23 +398,7 @@ async fn start_session(
         props.maximum_packet_size = std::num::NonZeroU32::new(limits.packet_bytes_max);
         props.topic_alias_maximum = (limits.topic_alias_max > 0).then_some(limits.topic_alias_max);
         let m = &shard.config.mqtt;
-        if m.maximum_qos < 2 {
-            // [MQTT-3.2.2-9]
-            props.maximum_qos = Some(m.maximum_qos());
-        }
-        // Absent means available; only what is off is said.
-        if !m.retain_available {
-            props.retain_available = Some(false);
-        }
-        if !m.wildcard_subscriptions {
-            props.wildcard_subscription_available = Some(false);
-        }
-        if !m.subscription_identifiers {
-            props.subscription_identifiers_available = Some(false);
-        }
-        if !m.shared_subscriptions {
-            props.shared_subscription_available = Some(false);
-        }
+        advertise_capabilities(m, &mut props);
         // Only when asked for [MQTT-3.1.2-28], and only if configured.
         if p.request_response_information == Some(true) && !m.response_information.is_empty() {
             let info = format!("{}{}/", m.response_information, client_id);
@@ -652,10 +645,7 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
         // A DISCONNECT may carry a Reason String even without Request Problem Information
         // [MQTT-3.1.2-29], but not past the client's Maximum Packet Size [MQTT-3.14.2-3].
         if let End::Error(e) = &end {
-            let text = e.to_string();
-            if text.len() + 8 <= conn.client_packet_max as usize {
-                d.properties.reason_string = MqttString::try_from(text).ok();
-            }
+            d.properties.reason_string = MqttString::try_from(e.to_string()).ok();
         }
         let reference = &conn.shard.config.mqtt.server_reference;
         if reason == ReasonCode::ServerShuttingDown && !reference.is_empty() {

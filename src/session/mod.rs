@@ -20,7 +20,6 @@ pub use outbox::Outbox;
 pub use will::{will_record, SessionWill};
 
 use crate::message::Message;
-
 use crate::persist::state::StateRecord;
 use crate::persist::LogOffset;
 use crate::protocol::{
@@ -663,8 +662,8 @@ impl Session {
     /// acknowledged, and QoS 1/2 ones waiting in memory. A QoS 2 message already sent stays:
     /// its delivery completes with this client when it reconnects, and goes to no one else
     /// if its session ends first [MQTT-4.8.2-4/5] (5.0). Deliveries of a persistent session
-    /// that wait on disk stay with it.
-    /// Only deliveries whose shared subscription passes `movable` are taken.
+    /// that wait on disk stay with it. Only deliveries whose shared subscription passes
+    /// `movable` (its group has another member) are taken.
     pub fn take_shared(&mut self, movable: impl Fn(&std::sync::Arc<str>) -> bool) -> Vec<Delivery> {
         let mut taken = Vec::new();
         let mut seqs = Vec::new();
@@ -988,55 +987,39 @@ impl Session {
 
 /// The topic aliases the broker has set on one connection (server to client).
 ///
-/// A topic gets the next free alias the first time it is sent (the PUBLISH carries topic
-/// and alias); later PUBLISHes carry the alias and an empty topic name. When every alias
-/// is taken, they are reassigned in turn (the PUBLISH that reassigns one carries the new
-/// topic). Bounded by the client's Topic Alias Maximum.
+/// A topic gets the next free alias the first time it is sent (that PUBLISH carries topic
+/// and alias); later PUBLISHes carry the alias and an empty topic name. Once every alias is
+/// taken, other topics go by name: an alias is never reassigned, since churning aliases
+/// among more topics than there are aliases makes every packet larger, not smaller. Bounded
+/// by the client's Topic Alias Maximum.
 #[derive(Debug)]
 struct OutAliases {
+    /// Topic -> alias; the aliases are 1..=len.
     by_topic: HashMap<TopicName, NonZeroU16>,
-    /// The topic of each alias, index alias - 1.
-    topics: Vec<TopicName>,
     max: u16,
-    /// The alias reassigned next once all are in use.
-    next_reuse: u16,
 }
 
 impl OutAliases {
     fn new(max: u16) -> Self {
         OutAliases {
             by_topic: HashMap::new(),
-            topics: Vec::new(),
             max,
-            next_reuse: 0,
         }
     }
 
-    /// Names the PUBLISH's topic by alias.
+    /// Names the PUBLISH's topic by alias, setting one up if one is free.
     fn apply(&mut self, p: &mut Publish) {
         if let Some(&alias) = self.by_topic.get(&p.topic) {
             p.properties.topic_alias = Some(alias);
             p.topic = TopicName::EMPTY;
             return;
         }
-        // A copy: the message's topic may be a slice of a larger buffer it would pin.
-        let Ok(topic) = TopicName::try_from(p.topic.as_str()) else {
+        let next = u16::try_from(self.by_topic.len() + 1).ok();
+        let Some(alias) = next.filter(|n| *n <= self.max).and_then(NonZeroU16::new) else {
             return;
         };
-        let index = if self.topics.len() < usize::from(self.max) {
-            self.topics.push(topic.clone());
-            self.topics.len() - 1
-        } else {
-            let i = usize::from(self.next_reuse);
-            self.next_reuse = (self.next_reuse + 1) % self.max;
-            let Some(slot) = self.topics.get_mut(i) else {
-                return;
-            };
-            self.by_topic.remove(slot);
-            *slot = topic.clone();
-            i
-        };
-        let Some(alias) = u16::try_from(index + 1).ok().and_then(NonZeroU16::new) else {
+        // A copy: the message's topic may be a slice of a larger buffer it would pin.
+        let Ok(topic) = TopicName::try_from(p.topic.as_str()) else {
             return;
         };
         self.by_topic.insert(topic, alias);

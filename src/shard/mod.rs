@@ -662,17 +662,16 @@ impl Shard {
                 &mut picks,
             );
         }
-        let mut picked = ShardSet::default();
+        // Every shard the message goes to: with subscribers, or with a picked member.
+        let mut reach = targets;
         for (s, _) in &picks {
-            picked.insert(*s);
+            reach.insert(*s);
         }
         let mut remote = ShardSet::default();
         let mut remotes = 0u16;
-        for s in targets.iter().chain(picked.iter()) {
-            if s != self.id && !remote.contains(s) {
-                remote.insert(s);
-                remotes += 1;
-            }
+        for s in reach.iter().filter(|s| *s != self.id) {
+            remote.insert(s);
+            remotes += 1;
         }
         let remote_owner = retain_owner.filter(|o| *o != self.id);
         let answers_due = remotes + u16::from(remote_owner.is_some());
@@ -723,7 +722,7 @@ impl Shard {
                 }
             }
         }
-        if targets.contains(self.id) || !picks.is_empty() {
+        if reach.contains(self.id) {
             let regular = targets.contains(self.id);
             let picks = take_picks(&mut picks, self.id);
             let (full, end) =
@@ -888,14 +887,12 @@ impl Shard {
             };
             Some((p.key, f))
         });
-        let deliveries: Vec<(SessionKey, Fanout)> = fanout.drain().chain(shared).collect();
-        drop(fanout);
         let mut full = Vec::new();
         let mut targets = Vec::new();
         let mut planned = Vec::new();
         let size = message.size_bytes();
         let mut quota = None;
-        for (key, f) in deliveries {
+        for (key, f) in fanout.drain().chain(shared) {
             let Some(s) = sessions.get(key) else {
                 continue;
             };
@@ -929,6 +926,7 @@ impl Shard {
                 full.push(s.clone());
             }
         }
+        drop(fanout);
         if targets.is_empty() {
             return (full, None);
         }
