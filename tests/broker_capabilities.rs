@@ -384,8 +384,8 @@ fn wildcards_off_suback_0xa2_beside_granted_filters_ringmq_only_v5_mqtt_3_8_4_6(
     }
 }
 
-// [MQTT-3.8.4-5] [MQTT-3.9.3-1] [MQTT-3.9.3-2] (3.1.1): a v3.1.1 client's wildcard filters
-// fail with 0x80, the plain one beside them is granted, in order.
+// [MQTT-3.8.4-5] [MQTT-3.9.3-1] [MQTT-3.9.3-2] [MQTT-3.8.3-2] (3.1.1): a v3.1.1 client's
+// wildcard filters are rejected with 0x80, the plain one beside them is granted, in order.
 #[test]
 fn wildcards_off_suback_0x80_beside_granted_filters_ringmq_only_v311_mqtt_3_8_4_5() {
     if skip_unless_ringmq("mqtt.wildcard_subscriptions") {
@@ -444,7 +444,8 @@ fn no_reason_string_on_suback_when_problem_information_is_0_ringmq_only_v5_mqtt_
 }
 
 // [MQTT-3.9.2-1]: no Reason String that would take the SUBACK past the client's Maximum
-// Packet Size: with 40 bytes the SUBACK comes without one (and CONNACK fits).
+// Packet Size: with 40 bytes the SUBACK comes without one (and CONNACK fits), and without a
+// User Property [MQTT-3.9.2-2]: exactly `90 04 00 05 00 a2`.
 #[test]
 fn no_reason_string_on_suback_beyond_client_maximum_packet_size_ringmq_only_v5_mqtt_3_9_2_1() {
     if skip_unless_ringmq("mqtt.wildcard_subscriptions") {
@@ -866,7 +867,8 @@ fn no_reason_string_on_puback_0x99_when_problem_information_is_0_ringmq_only_v5_
     assert_eq!(ack.properties.reason_string, None, "{ack:?}");
 }
 
-// [MQTT-3.4.2-2]: nor one that would take the PUBACK past the client's Maximum Packet Size.
+// [MQTT-3.4.2-2]: nor one that would take the PUBACK past the client's Maximum Packet Size;
+// nor a User Property [MQTT-3.4.2-3].
 #[test]
 fn no_reason_string_on_puback_beyond_client_maximum_packet_size_ringmq_only_v5_mqtt_3_4_2_2() {
     if skip_unless_ringmq("mqtt.validate_utf8_payloads") {
@@ -887,8 +889,39 @@ fn no_reason_string_on_puback_beyond_client_maximum_packet_size_ringmq_only_v5_m
         Packet::PubAck(a) => {
             assert_eq!(a.reason, ReasonCode::PayloadFormatInvalid);
             assert_eq!(a.properties.reason_string, None, "{a:?}");
+            assert!(a.properties.user_properties.is_empty(), "{a:?}");
         }
         other => panic!("expected PUBACK 0x99, got {other:?}"),
+    }
+}
+
+// [MQTT-3.5.2-2] [MQTT-3.5.2-3]: the same for QoS 2: PUBREC 0x99 says why in a Reason String
+// when the client can take it, and carries neither a Reason String nor a User Property
+// that would take it past the client's Maximum Packet Size (40 bytes).
+#[test]
+fn pubrec_0x99_properties_fit_client_maximum_packet_size_ringmq_only_v5_mqtt_3_5_2_2() {
+    if skip_unless_ringmq("mqtt.validate_utf8_payloads") {
+        return;
+    }
+    let broker = broker_with(VALIDATE);
+    let bad = || Packet::Publish(formatted("u/t", NOT_UTF8, QoS::ExactlyOnce, 6, true));
+    let mut roomy = broker.client(V5, "utf8-rec");
+    roomy.send_mqtt(&bad());
+    let ack = recv_ack(&mut roomy, true, 6);
+    assert_eq!(ack.reason, ReasonCode::PayloadFormatInvalid);
+    assert!(ack.properties.reason_string.is_some(), "{ack:?}");
+
+    let (mut c, _) = accepted(&broker, connect_packet_max("utf8-rec-small", 40));
+    c.send_mqtt(&bad());
+    let raw = c.recv_raw();
+    assert!(raw.len() <= 40, "PUBREC of {} bytes", raw.len());
+    match decoded(&raw, V5) {
+        Packet::PubRec(a) => {
+            assert_eq!(a.reason, ReasonCode::PayloadFormatInvalid);
+            assert_eq!(a.properties.reason_string, None, "{a:?}");
+            assert!(a.properties.user_properties.is_empty(), "{a:?}");
+        }
+        other => panic!("expected PUBREC 0x99, got {other:?}"),
     }
 }
 

@@ -278,7 +278,8 @@ fn session_present_reflects_stored_session_v311_mqtt_3_2_2_2_and_3() {
 }
 
 // [MQTT-3.2.2-2] (5.0) Clean Start 1 gives Session Present 0; [MQTT-3.2.2-3] Clean Start 0
-// gives 1 when a session exists and 0 otherwise. The flags byte is the CONNACK's third byte.
+// gives 1 when a session exists and 0 otherwise. The flags byte is the CONNACK's third byte,
+// its bits 7-1 zero [MQTT-3.2.2-1] (5.0).
 #[test]
 fn session_present_reflects_stored_session_v5_mqtt_3_2_2_2_and_3() {
     let broker = Broker::start_default();

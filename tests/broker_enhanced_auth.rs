@@ -281,7 +281,8 @@ fn scram_success_on_every_shard_ringmq_only_v5() {
     }
 }
 
-// [MQTT-4.12.0-4]: a wrong proof is refused with CONNACK 0x87, and the connection closes.
+// [MQTT-4.12.0-4]: a wrong proof is refused with CONNACK 0x87, and the connection closes
+// [MQTT-3.1.4-2].
 #[test]
 fn scram_wrong_password_ringmq_only_v5() {
     if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
@@ -595,4 +596,74 @@ fn reauthentication_continue_without_start_ringmq_only_v5() {
     );
     c.expect_disconnect(0x82);
     c.expect_closed(CLOSE);
+}
+
+// ---------------------------------------------------------------------------------------
+// The client's Maximum Packet Size
+// ---------------------------------------------------------------------------------------
+
+/// The SCRAM CONNECT of `start`, with Maximum Packet Size `max`.
+fn connect_packet_max(client_id: &str, scram: &Scram, max: u32) -> Connect {
+    let mut c = connect_with(client_id, METHOD, Some(scram.client_first()));
+    c.properties.maximum_packet_size = std::num::NonZeroU32::new(max);
+    c
+}
+
+// [MQTT-3.15.2-2] [MQTT-3.15.2-3]: the server's AUTH carries no Reason String or User
+// Property; and an AUTH that would exceed the client's Maximum Packet Size is not sent at
+// all [MQTT-3.1.2-24]: the exchange cannot go on, so the CONNACK says 0x95 (Packet too
+// large), within the client's maximum.
+#[test]
+fn auth_fits_client_maximum_packet_size_ringmq_only_v5_mqtt_3_15_2_2() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let broker = broker();
+    let scram = Scram::new("alice", "wonderland");
+    let mut roomy = broker.raw();
+    let connect = connect_packet_max("scram-roomy", &scram, 1 << 16);
+    roomy.send_packet(&Packet::Connect(Box::new(connect)), V5);
+    let a = expect_auth(&mut roomy, ReasonCode::ContinueAuthentication);
+    assert_eq!(a.properties.reason_string, None, "{a:?}");
+    assert!(a.properties.user_properties.is_empty(), "{a:?}");
+    let size = encode(&Packet::Auth(a), V5).len() as u32;
+
+    let mut tight = broker.raw();
+    let connect = connect_packet_max("scram-tight", &scram, size - 1);
+    tight.send_packet(&Packet::Connect(Box::new(connect)), V5);
+    let raw = tight.recv_raw();
+    assert!(raw.len() < size as usize, "{}", to_hex(&raw));
+    assert_eq!(raw[0], 0x20, "expected CONNACK, got {}", to_hex(&raw));
+    match decode_one(&raw) {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason, ReasonCode::PacketTooLarge, "{ack:?}"),
+        other => panic!("expected CONNACK 0x95, got {other:?}"),
+    }
+    tight.expect_closed(CLOSE);
+}
+
+// [MQTT-3.2.2-19] [MQTT-3.2.2-20]: a refusing CONNACK says why in a Reason String when the
+// client can take it, and carries no Reason String or User Property past the client's
+// Maximum Packet Size: with 16 bytes, CONNACK 0x8C (Bad authentication method) is exactly
+// `20 03 00 8c 00`.
+#[test]
+fn refusing_connack_fits_client_maximum_packet_size_ringmq_only_v5_mqtt_3_2_2_19() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let broker = broker();
+    let unknown = |client_id: &str, max: u32| {
+        let mut c = connect_with(client_id, "SCRAM-SHA-1", Some(Bytes::from("n,,n=a,r=b")));
+        c.properties.maximum_packet_size = std::num::NonZeroU32::new(max);
+        Packet::Connect(Box::new(c))
+    };
+    let mut roomy = broker.raw();
+    roomy.send_packet(&unknown("method-roomy", 1 << 16), V5);
+    let ack = expect_connack(&mut roomy, ReasonCode::BadAuthenticationMethod);
+    assert!(ack.properties.reason_string.is_some(), "{ack:?}");
+    assert!(ack.properties.user_properties.is_empty(), "{ack:?}");
+
+    let mut tight = broker.raw();
+    tight.send_packet(&unknown("method-tight", 16), V5);
+    assert_eq!(to_hex(&tight.recv_raw()), "20 03 00 8c 00");
+    tight.expect_closed(CLOSE);
 }

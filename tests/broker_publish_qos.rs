@@ -19,7 +19,8 @@ fn pair(broker: &Broker, v: ProtocolVersion, filter: &str, granted: QoS) -> (Cli
 }
 
 // [MQTT-4.3.1-1] QoS 0: the server sends PUBLISH with QoS 0 and DUP 0, exactly
-// `30 <len> <topic> [00] <payload>`, and the publisher gets no reply.
+// `30 <len> <topic> [00] <payload>`, and the publisher gets no reply: the response Table 3.4
+// (3.1.1) / section 3.3.4 (5.0) gives for QoS 0 [MQTT-3.3.4-1].
 fn check_qos0(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let (mut sub, mut publisher) = pair(&broker, v, "q/0", qos(2));
@@ -33,7 +34,9 @@ test_versions!(check_qos0 => qos0_delivered_once_with_dup_0_v311_mqtt_4_3_1_1,
 
 // [MQTT-4.3.2-2] (3.1.1) / [MQTT-4.3.2-4] (5.0) QoS 1: PUBACK with the PUBLISH's packet id,
 // exactly `40 02 12 34`; the subscriber gets `32 ...` with an id of the server's choosing.
-// [MQTT-4.3.2-5] (5.0) After PUBACK, the same id starts a new message.
+// [MQTT-4.3.2-5] (5.0) After PUBACK, the same id starts a new message. PUBACK is the
+// response QoS 1 requires [MQTT-3.3.4-1]; the server sends its copy with QoS 1 and DUP 0
+// [MQTT-4.3.2-2] (5.0).
 fn check_qos1(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let (mut sub, mut publisher) = pair(&broker, v, "q/1", qos(1));
@@ -52,7 +55,8 @@ test_versions!(check_qos1 => qos1_puback_and_delivery_bytes_v311_mqtt_4_3_2_2,
 // PUBREC `50 02 00 07`, and PUBREL `62 02 00 07` gets PUBCOMP `70 02 00 07`.
 // [MQTT-4.3.3-1] (3.1.1) / [MQTT-4.3.3-2] (5.0) and [MQTT-4.3.3-4] (5.0) QoS 2 outbound: the
 // server sends `34 ...` (QoS 2, DUP 0), and answers the subscriber's PUBREC with PUBREL
-// `62 02 <id>`.
+// `62 02 <id>`. PUBREC is the response QoS 2 requires [MQTT-3.3.4-1]; the outbound copy has
+// a packet id [MQTT-4.3.3-1] (5.0).
 fn check_qos2(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let (mut sub, mut publisher) = pair(&broker, v, "q/2", qos(2));
@@ -171,7 +175,8 @@ test_versions!(check_dup_not_propagated => dup_flag_not_propagated_v311_mqtt_3_3
     dup_flag_not_propagated_v5_mqtt_3_3_1_3);
 
 // [MQTT-2.3.1-4] (3.1.1) / [MQTT-2.2.1-4] (5.0) The server gives each unacknowledged QoS 1
-// PUBLISH it sends a non-zero packet id no other unacknowledged one has.
+// PUBLISH it sends a non-zero packet id no other unacknowledged one has: an unused one for
+// each new message [MQTT-4.3.2-1] (5.0).
 fn check_outbound_ids_unique(v: ProtocolVersion) {
     let broker = Broker::start_default();
     let (mut sub, mut publisher) = pair(&broker, v, "ids/t", qos(1));
@@ -202,7 +207,8 @@ test_versions!(check_outbound_ids_unique =>
 
 // [MQTT-4.6.0-5] Messages of one publisher on one topic at one QoS reach a subscriber in the
 // order they were published; QoS 1 sent pipelined (ten unacknowledged at a time, within any
-// v5 Receive Maximum), QoS 0 and QoS 2 back to back.
+// v5 Receive Maximum), QoS 0 and QoS 2 back to back. Every topic is an Ordered Topic
+// [MQTT-4.6.0-6] (5.0).
 fn check_order(v: ProtocolVersion) {
     const N: usize = 200;
     const WINDOW: usize = 10;

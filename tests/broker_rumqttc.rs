@@ -152,7 +152,9 @@ mod v311 {
         end_to_end(QoS::AtMostOnce).await;
     }
 
-    // [MQTT-4.3.2-2]: see `end_to_end` (PUBACK to the publisher).
+    // [MQTT-4.3.2-2]: see `end_to_end` (PUBACK to the publisher). rumqttc, an independent
+    // implementation that uses no extension of the spec, interoperates with the server over
+    // TCP, an ordered, lossless byte stream [MQTT-7.0.0-2] [MQTT-7.1.1-1].
     #[tokio::test]
     async fn qos1_end_to_end_v311_mqtt_4_3_2_2() {
         end_to_end(QoS::AtLeastOnce).await;
@@ -496,6 +498,8 @@ mod v5 {
     }
 
     // [MQTT-4.3.2-4]: see `end_to_end` (PUBACK to the publisher).
+    // rumqttc (MQTT 5 mode) interoperates over TCP, an ordered, lossless byte stream
+    // [MQTT-4.2.0-1].
     #[tokio::test]
     async fn qos1_end_to_end_v5_mqtt_4_3_2_4() {
         end_to_end(QoS::AtLeastOnce).await;

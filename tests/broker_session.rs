@@ -84,7 +84,9 @@ test_versions!(check_qos1_resent_with_dup => unacknowledged_qos1_resent_with_dup
 
 // [MQTT-4.4.0-1] A QoS 2 PUBLISH not yet answered with PUBREC is resent with DUP 1 (`3c`),
 // and a PUBREL not yet answered with PUBCOMP is resent as `62 02 <id>`, both with their
-// original packet ids; the message is delivered once.
+// original packet ids; the message is delivered once. The server treats the PUBLISH as
+// unacknowledged until PUBREC [MQTT-4.3.3-3] (5.0) and the PUBREL until PUBCOMP
+// [MQTT-4.3.3-5] (5.0).
 fn check_qos2_resume(v: ProtocolVersion) {
     let broker = broker();
     park_session(&broker, v, "slow", "s/#", 2);

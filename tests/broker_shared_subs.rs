@@ -382,3 +382,69 @@ fn shared_off(v: ProtocolVersion) {
 test_versions!(shared_off =>
     shared_subscriptions_off_are_refused_ringmq_only_v311,
     shared_subscriptions_off_are_refused_ringmq_only_v5);
+
+// [MQTT-4.8.2-5] (5.0) A QoS 2 message sent to a member whose session then ends (Session
+// Expiry Interval 0, the connection dropped before PUBREC) is not sent to any other member
+// of the group.
+#[test]
+fn a_qos2_message_of_an_ended_session_goes_to_nobody_else_v5_mqtt_4_8_2_5() {
+    let broker = broker();
+    let mut ending = member(&broker, V5, "q2-end", 1);
+    ending.subscribe(&[("$share/g/q2e", qos(2))]);
+    let mut other = member(&broker, V5, "q2e-other", 2);
+    other.subscribe(&[("$share/g/q2e", qos(2))]);
+    let mut publisher = member(&broker, V5, "q2e-p", 3);
+    publisher.publish("q2e", b"one", qos(2));
+    publisher.publish("q2e", b"two", qos(2));
+    let held = try_recv_publish(&mut ending, QUIET).expect("the ending member's message");
+    let others = drain(std::slice::from_mut(&mut other)).remove(0);
+    assert_eq!(others.len(), 1, "round robin: one each");
+    assert_ne!(others[0].as_bytes(), &held.payload[..]);
+    ending.into_raw().drop_connection();
+    other.expect_nothing(Duration::from_millis(800));
+    // The group still works: the next message reaches the member left.
+    publisher.publish("q2e", b"three", qos(2));
+    let p = other.recv_publish();
+    assert_eq!(text(&p), "three");
+    other.ack(&p);
+}
+
+// [MQTT-4.8.2-6] (5.0) A member that answers PUBACK or PUBREC with a reason code of 0x80 or
+// above ends the message: it is discarded, not sent to another member, not even when that
+// member then disconnects.
+#[test]
+fn a_negatively_acknowledged_message_goes_to_nobody_else_v5_mqtt_4_8_2_6() {
+    let broker = broker();
+    let mut refuser = member(&broker, V5, "nack", 1);
+    refuser.subscribe(&[("$share/g/n/+", qos(2))]);
+    let mut other = member(&broker, V5, "nack-other", 2);
+    other.subscribe(&[("$share/g/n/+", qos(2))]);
+    let mut publisher = member(&broker, V5, "nack-p", 3);
+    // Round robin: two each, a QoS 1 and a QoS 2 message for the refuser.
+    publisher.publish("n/1", b"one-a", qos(1));
+    publisher.publish("n/1", b"one-b", qos(1));
+    publisher.publish("n/2", b"two-a", qos(2));
+    publisher.publish("n/2", b"two-b", qos(2));
+    let mut refused = Vec::new();
+    while let Some(p) = try_recv_publish(&mut refuser, QUIET) {
+        let id = packet_id(p.packet_id.expect("QoS > 0 has an id").get());
+        let mut ack = ringmq::protocol::Ack::new(id);
+        ack.reason = ringmq::protocol::ReasonCode::UnspecifiedError;
+        refuser.send_mqtt(&if p.qos == QoS::AtLeastOnce {
+            Packet::PubAck(ack)
+        } else {
+            Packet::PubRec(ack)
+        });
+        refused.push(text(&p));
+    }
+    assert_eq!(
+        refused.len(),
+        2,
+        "round robin gave the refuser two: {refused:?}"
+    );
+    let got = drain(std::slice::from_mut(&mut other)).remove(0);
+    assert_eq!(got.len(), 2, "{got:?}");
+    refuser.ping();
+    refuser.into_raw().drop_connection();
+    other.expect_nothing(Duration::from_millis(800));
+}

@@ -44,7 +44,7 @@ fn subscriber(broker: &Broker, v: ProtocolVersion, filters: &[&str]) -> Client {
 
 // [MQTT-3.8.4-1], [MQTT-3.8.4-2], [MQTT-3.8.4-5] (3.1.1): one SUBACK for a SUBSCRIBE of
 // three filters, same packet id, the granted QoS per filter in order [MQTT-3.9.3-1]:
-// exactly `90 05 00 0a 00 01 02`.
+// exactly `90 05 00 0a 00 01 02`. The SUBACK carries the SUBSCRIBE's packet id [MQTT-2.3.1-7].
 #[test]
 fn suback_grants_requested_qos_in_order_v311_mqtt_3_8_4_5() {
     let broker = Broker::start_default();
@@ -61,7 +61,9 @@ fn suback_grants_requested_qos_in_order_v311_mqtt_3_8_4_5() {
 
 // [MQTT-3.8.4-6] / [MQTT-3.8.4-7] (5.0) The same with a property length of 0: one SUBACK
 // [MQTT-3.8.4-1], same packet id [MQTT-3.8.4-2], the granted QoS per filter in order
-// [MQTT-3.9.3-1]: exactly `90 06 00 0a 00 00 01 02`.
+// [MQTT-3.9.3-1]: exactly `90 06 00 0a 00 00 01 02`. The SUBACK carries the SUBSCRIBE's
+// packet id [MQTT-2.2.1-6] and one Subscribe Reason Code (here the granted QoS) per filter
+// [MQTT-3.9.3-2].
 #[test]
 fn suback_grants_requested_qos_in_order_v5_mqtt_3_8_4_7() {
     let broker = Broker::start_default();
@@ -255,7 +257,8 @@ fn overlapping_subscriptions_respect_max_qos_v5_mqtt_3_3_4_2() {
 }
 
 // [MQTT-3.10.4-4] (3.1.1) UNSUBSCRIBE gets UNSUBACK with its packet id, exactly
-// `b0 02 00 0b`, and [MQTT-3.10.4-2] no more messages for that filter are delivered.
+// `b0 02 00 0b`, and [MQTT-3.10.4-2] no more messages for that filter are delivered. The
+// UNSUBACK carries the UNSUBSCRIBE's packet id [MQTT-2.3.1-7].
 #[test]
 fn unsubscribe_gets_unsuback_and_stops_delivery_v311_mqtt_3_10_4_4() {
     let broker = Broker::start_default();
@@ -268,7 +271,9 @@ fn unsubscribe_gets_unsuback_and_stops_delivery_v311_mqtt_3_10_4_4() {
 }
 
 // [MQTT-3.10.4-4] / [MQTT-3.10.4-5] (5.0) UNSUBACK with the packet id, an empty property
-// block and 0x00 for the removed subscription: exactly `b0 04 00 0b 00 00`.
+// block and 0x00 for the removed subscription: exactly `b0 04 00 0b 00 00`. The packet id
+// is the UNSUBSCRIBE's [MQTT-2.2.1-6] and the payload one Unsubscribe Reason Code per
+// filter [MQTT-3.11.3-2].
 #[test]
 fn unsubscribe_gets_unsuback_and_stops_delivery_v5_mqtt_3_10_4_4() {
     let broker = Broker::start_default();

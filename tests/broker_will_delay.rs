@@ -355,6 +355,7 @@ fn check_pending_will_survives(down: Down) {
     w.expect_nothing(Duration::from_millis(1500));
 }
 
+// [MQTT-3.1.2-7] The will is stored with the session: it outlives the broker's process.
 #[test]
 fn pending_will_survives_kill9_v5_ringmq_only_mqtt_3_1_2_8() {
     check_pending_will_survives(Down::Kill9);

@@ -272,7 +272,8 @@ fn rejected_client_id_gets_connack_0x02_then_close_v311_mqtt_3_1_3_9_ringmq_only
 
 // [MQTT-3.1.3-8] (5.0) A client id the server rejects may get CONNACK 0x85 (Client
 // Identifier not valid), and then the connection is closed ([MQTT-3.2.2-7] (5.0),
-// [MQTT-4.13.2-1] (5.0)); that CONNACK has Session Present 0 [MQTT-3.2.2-6] (5.0).
+// [MQTT-4.13.2-1] (5.0)); that CONNACK has Session Present 0 [MQTT-3.2.2-6] (5.0), and its
+// reason code is one of the Connect Reason Codes [MQTT-3.2.2-8] (5.0).
 #[test]
 fn rejected_client_id_gets_connack_0x85_then_close_v5_mqtt_3_1_3_8_ringmq_only() {
     if skip_unless_ringmq("the client id limit is ringmq's limits.client_id_bytes_max") {

@@ -303,3 +303,136 @@ fn check_pubrel_resent_after_reconnect(v: ProtocolVersion) {
 }
 test_versions!(check_pubrel_resent_after_reconnect => resent_pubrel_gets_pubcomp_v311_mqtt_4_3_3_2,
     resent_pubrel_gets_pubcomp_v5_mqtt_4_3_3_11);
+
+// ---------------------------------------------------------------------------------------
+// Optional properties and the client's Maximum Packet Size
+// ---------------------------------------------------------------------------------------
+
+/// A v5 CONNECT with Maximum Packet Size `max`.
+fn with_packet_max(client_id: &str, max: u32) -> Connect {
+    let mut c = connect(V5, client_id);
+    c.properties.maximum_packet_size = NonZeroU32::new(max);
+    c
+}
+
+/// Sends `packet` on a connection with no Maximum Packet Size and on one with 40 bytes;
+/// returns the raw answer of each (the second checked to be within 40 bytes).
+fn answers_roomy_and_tight(broker: &Broker, name: &str, packet: &Packet) -> (Packet, Packet) {
+    let mut roomy = broker.client(V5, &format!("{name}-roomy"));
+    roomy.send_mqtt(packet);
+    let roomy = roomy.recv();
+    let mut tight = Client::connect(broker.addr(), with_packet_max(&format!("{name}-tight"), 40));
+    tight.send_mqtt(packet);
+    let raw = tight.recv_raw();
+    assert!(raw.len() <= 40, "{} bytes: {}", raw.len(), to_hex(&raw));
+    (roomy, ringmq_decode(&raw))
+}
+
+// [MQTT-3.6.2-2] [MQTT-3.6.2-3] (5.0) A PUBREC for an id with no QoS 2 message in flight
+// gets PUBREL 0x92 (Packet Identifier not found); it says why in a Reason String when the
+// client can take it, and carries neither a Reason String nor a User Property that would
+// take it past the client's Maximum Packet Size (here 40 bytes).
+#[test]
+fn pubrel_properties_fit_client_maximum_packet_size_ringmq_only_v5_mqtt_3_6_2_2() {
+    if skip_unless_ringmq("ringmq's Reason String on PUBREL 0x92") {
+        return;
+    }
+    let broker = Broker::start_default();
+    let rec = Packet::PubRec(Ack::new(packet_id(9)));
+    match answers_roomy_and_tight(&broker, "rel", &rec) {
+        (Packet::PubRel(roomy), Packet::PubRel(tight)) => {
+            assert_eq!(roomy.reason, ReasonCode::PacketIdentifierNotFound);
+            assert!(roomy.properties.reason_string.is_some(), "{roomy:?}");
+            assert_eq!(tight.reason, ReasonCode::PacketIdentifierNotFound);
+            assert_eq!(tight.properties.reason_string, None, "{tight:?}");
+            assert!(tight.properties.user_properties.is_empty(), "{tight:?}");
+        }
+        other => panic!("expected PUBREL 0x92 twice, got {other:?}"),
+    }
+}
+
+// [MQTT-3.7.2-2] [MQTT-3.7.2-3] (5.0) A PUBREL for an id the server holds no QoS 2 message
+// for gets PUBCOMP 0x92, with a Reason String only where it fits the client's Maximum
+// Packet Size, and no User Property beyond it.
+#[test]
+fn pubcomp_properties_fit_client_maximum_packet_size_ringmq_only_v5_mqtt_3_7_2_2() {
+    if skip_unless_ringmq("ringmq's Reason String on PUBCOMP 0x92") {
+        return;
+    }
+    let broker = Broker::start_default();
+    let rel = Packet::PubRel(Ack::new(packet_id(9)));
+    match answers_roomy_and_tight(&broker, "comp", &rel) {
+        (Packet::PubComp(roomy), Packet::PubComp(tight)) => {
+            assert_eq!(roomy.reason, ReasonCode::PacketIdentifierNotFound);
+            assert!(roomy.properties.reason_string.is_some(), "{roomy:?}");
+            assert_eq!(tight.reason, ReasonCode::PacketIdentifierNotFound);
+            assert_eq!(tight.properties.reason_string, None, "{tight:?}");
+            assert!(tight.properties.user_properties.is_empty(), "{tight:?}");
+        }
+        other => panic!("expected PUBCOMP 0x92 twice, got {other:?}"),
+    }
+}
+
+// [MQTT-3.11.2-1] [MQTT-3.11.2-2] (5.0) An UNSUBACK to a client with a Maximum Packet Size
+// of 40 bytes carries no Reason String or User Property past it: one reason code per
+// filter, 0x00 for the removed subscription and 0x11 for the one that did not exist,
+// exactly `b0 05 00 0d 00 00 11`.
+#[test]
+fn unsuback_fits_client_maximum_packet_size_v5_mqtt_3_11_2_1() {
+    let broker = Broker::start_default();
+    let mut c = Client::connect(broker.addr(), with_packet_max("unsub-tight", 40));
+    c.subscribe_one("un/a", qos(1));
+    c.send_mqtt(&Packet::Unsubscribe(unsubscribe(13, &["un/a", "un/none"])));
+    let raw = c.recv_raw();
+    assert_eq!(to_hex(&raw), "b0 05 00 0d 00 00 11");
+}
+
+// [MQTT-3.14.2-3] [MQTT-3.14.2-4] (5.0) The DISCONNECT that ends a connection over a PUBLISH
+// whose topic name has a wildcard (0x90, Topic Name invalid) says why in a Reason String,
+// except where that would take it past the client's Maximum Packet Size (40 bytes here):
+// then it goes without, and without any User Property.
+#[test]
+fn disconnect_properties_fit_client_maximum_packet_size_ringmq_only_v5_mqtt_3_14_2_3() {
+    if skip_unless_ringmq("ringmq's Reason String on DISCONNECT") {
+        return;
+    }
+    let broker = Broker::start_default();
+    // Encoded by hand: the codec refuses to build a topic name with a wildcard.
+    let mut body = string_field(b"bad/+/name");
+    body.extend_from_slice(&hex("00"));
+    let bad = frame(0x30, &body);
+
+    let mut roomy = broker.client(V5, "disc-roomy").into_raw();
+    roomy.send(&bad);
+    let raw = roomy.recv_raw();
+    match ringmq_decode(&raw) {
+        Packet::Disconnect(d) => {
+            assert_eq!(d.reason, ReasonCode::TopicNameInvalid);
+            assert!(d.properties.reason_string.is_some(), "{d:?}");
+            assert!(raw.len() > 40, "the Reason String would not fit 40 bytes");
+        }
+        other => panic!("expected DISCONNECT 0x90, got {other:?}"),
+    }
+
+    let mut tight = Client::connect(broker.addr(), with_packet_max("disc-tight", 40)).into_raw();
+    tight.send(&bad);
+    let raw = tight.recv_raw();
+    assert!(raw.len() <= 40, "{} bytes: {}", raw.len(), to_hex(&raw));
+    match ringmq_decode(&raw) {
+        Packet::Disconnect(d) => {
+            assert_eq!(d.reason, ReasonCode::TopicNameInvalid);
+            assert_eq!(d.properties.reason_string, None, "{d:?}");
+            assert!(d.properties.user_properties.is_empty(), "{d:?}");
+        }
+        other => panic!("expected DISCONNECT 0x90, got {other:?}"),
+    }
+    tight.expect_closed(Duration::from_secs(5));
+}
+
+fn ringmq_decode(raw: &[u8]) -> Packet {
+    let mut buf = bytes::BytesMut::from(raw);
+    match ringmq::protocol::decode(&mut buf, Some(V5), 1 << 20) {
+        Ok(ringmq::protocol::Decoded::Packet(p)) => p,
+        other => panic!("{} does not decode: {other:?}", to_hex(raw)),
+    }
+}

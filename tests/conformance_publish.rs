@@ -241,3 +241,24 @@ fn retained_messages_expire_v5_mqtt_3_3_2_5() {
     );
     sub.expect_nothing(QUIET);
 }
+
+// [MQTT-4.7.3-3] A topic name and a topic filter may take up to 65,535 bytes, the most a
+// two-byte length can say: with `limits.topic_bytes_max` at its top, a subscription to a
+// filter of 65,535 bytes gets the message published to the topic of the same 65,535 bytes,
+// delivered with the whole name.
+fn check_longest_topic(v: ProtocolVersion) {
+    let broker =
+        Broker::start(BrokerOptions::default().config("[limits]\ntopic_bytes_max = 65535", ""));
+    let name = "t".repeat(65_535);
+    let mut sub = broker.client(v, "long-topic-sub");
+    sub.subscribe_one(&name, qos(1));
+    let mut publisher = broker.client(v, "long-topic-pub");
+    publisher.publish(&name, b"at the limit", qos(1));
+    let p = sub.recv_message();
+    assert_eq!(p.topic.as_str().len(), 65_535);
+    assert_eq!(p.topic.as_str(), name);
+    assert_eq!(text(&p), "at the limit");
+    sub.expect_nothing(QUIET);
+}
+test_versions!(check_longest_topic => longest_topic_name_and_filter_v311_mqtt_4_7_3_3,
+    longest_topic_name_and_filter_v5_mqtt_4_7_3_3);

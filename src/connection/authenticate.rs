@@ -94,6 +94,19 @@ async fn exchange(
     let bytes = Packet::Auth(reply)
         .to_bytes(ProtocolVersion::V5)
         .map_err(|e| Failure::Refused(ReasonCode::UnspecifiedError, e.to_string()))?;
+    // An AUTH the client could not take is not sent [MQTT-3.1.2-24]: the exchange cannot go
+    // on, so the CONNACK says 0x95.
+    if let Some(max) = connect.properties.maximum_packet_size {
+        if bytes.len() > max.get() as usize {
+            return Err(Failure::Refused(
+                ReasonCode::PacketTooLarge,
+                format!(
+                    "the AUTH reply ({} bytes) exceeds the client's Maximum Packet Size",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
     stream.write_all(&bytes).await.map_err(|_| Failure::Gone)?;
     let max = shard.config.limits.packet_bytes_max as usize;
     match read_packet(stream, rbuf, max).await? {

@@ -2,7 +2,7 @@
 //! [`crate::auth::ConnAuth`]'s; other packets keep flowing while it runs.
 
 use super::{Conn, Flow, HandlerError};
-use crate::protocol::{Auth, Packet};
+use crate::protocol::{Auth, Packet, ProtocolVersion};
 
 /// An AUTH from the client: a step of a re-authentication, answered with AUTH 0x18 or
 /// 0x00. A failed exchange ends the connection with DISCONNECT 0x87 [MQTT-4.12.1-2].
@@ -17,6 +17,15 @@ pub fn auth(conn: &mut Conn, auth: &Auth) -> Result<Flow, HandlerError> {
     if reply.reason == crate::protocol::ReasonCode::Success {
         tracing::debug!(client_id = %conn.client_id, user = state.username(), "re-authenticated");
     }
-    conn.outbox.push(&Packet::Auth(reply));
+    // An AUTH the client could not take is not sent [MQTT-3.1.2-24]: the re-authentication
+    // cannot go on, so the connection ends with 0x95.
+    let reply = Packet::Auth(reply);
+    if reply
+        .encoded_len(ProtocolVersion::V5)
+        .map_or(true, |n| n > conn.client_packet_max as usize)
+    {
+        return Err(HandlerError::AuthTooLarge);
+    }
+    conn.outbox.push(&reply);
     Ok(Flow::Continue)
 }

@@ -151,6 +151,8 @@ pub enum HandlerError {
     PayloadFormatInvalid,
     #[error("re-authentication: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("re-authentication: the AUTH reply exceeds the client's Maximum Packet Size")]
+    AuthTooLarge,
 }
 
 impl HandlerError {
@@ -170,6 +172,7 @@ impl HandlerError {
             HandlerError::PayloadFormatInvalid => ReasonCode::PayloadFormatInvalid,
             // 0x87 when the exchange fails [MQTT-4.12.1-2], 0x82 when it breaks the rules.
             HandlerError::Auth(e) => e.reason_code(),
+            HandlerError::AuthTooLarge => ReasonCode::PacketTooLarge,
         }
     }
 }
