@@ -4,6 +4,8 @@
 //! - [`auth`]: MQTT 5 enhanced authentication: SCRAM-SHA-256, the users it checks, the
 //!   exchange as AUTH packets (CONNECT phase and re-authentication).
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
+//! - [`limit`]: enforcing `[limits]` at run time: token buckets, connection slots, and
+//!   each shard's counters of limits hit (`LimitStats`).
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod limit;
 pub mod message;
 pub mod persist;
 pub mod protocol;

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use auth::{AuthConfig, UserConfig};
-pub use limits::Limits;
+pub use limits::{Limits, RateAction};
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
 
@@ -1046,6 +1046,12 @@ mod tests {
             err.contains("listener[0].kind: unknown variant `udp`"),
             "{err}"
         );
+        let err = parse_err("[limits]\npublish_rate_action = \"drop\"\n");
+        assert!(
+            err.contains("limits.publish_rate_action: unknown variant `drop`"),
+            "{err}"
+        );
+        assert!(err.contains("`throttle` or `disconnect`"), "{err}");
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Handoff {
     /// Bytes read after the CONNECT, not decoded yet.
     pub buffered: Bytes,
     pub peer: SocketAddr,
+    /// The connection's place in its listener's `max_connections`, held until it ends.
+    pub listener: crate::limit::ListenerSlot,
 }
 
 /// Control mesh messages. `req` ties a reply to its request on the asking shard.

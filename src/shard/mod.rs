@@ -24,6 +24,7 @@ use glommio::sync::Gate;
 use glommio::LocalExecutorPoolBuilder;
 
 use crate::config::Config;
+use crate::limit::{Limit, LimitStats, ListenerCount, ListenerSlot, ShardSlot, TokenBucket};
 use crate::message::Message;
 use crate::persist::state::{StateRecord, Tag, Target};
 use crate::persist::{LogOffset, LogOptions};
@@ -36,6 +37,15 @@ use pushback::{AckTicket, Pushback};
 pub use runtime::{Shutdown, StartError};
 use share::{Member, Pick, ShareTable};
 use storage::Storage;
+
+/// What an open connection holds against the connection limits: its listener's count (across
+/// shards; it goes with the connection when it is handed to its home shard) and its
+/// shard's. Dropped when the connection ends.
+#[derive(Debug)]
+pub struct Slots {
+    pub listener: ListenerSlot,
+    pub shard: ShardSlot,
+}
 
 /// Identifies a session within its home shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +157,11 @@ pub struct Shard {
     recovered_notify: Notify,
     /// Wills of sessions handed over at start-up, published once every shard is ready.
     adopted_wills: RefCell<Vec<(u64, Message)>>,
+    /// Counters of every limit hit on this shard, its open connections and its
+    /// queued-memory gauge.
+    pub limit_stats: Rc<LimitStats>,
+    /// `limits.connects_per_sec_max` (shared by this shard's listeners); `None`: no limit.
+    connect_rate: RefCell<Option<TokenBucket>>,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
@@ -161,6 +176,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     let passwords =
         Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
     let config = Arc::new(config);
+    // One count per listener, shared by every shard: `max_connections` is across shards.
+    let listener_counts: Arc<[Arc<ListenerCount>]> =
+        config.listeners.iter().map(|_| Arc::default()).collect();
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
     let ctrl: MeshBuilder<CtrlMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -177,7 +195,16 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
         .on_all_shards(move || async move {
-            shard_main(config, passwords, shards, data, ctrl, shutdown).await
+            shard_main(
+                config,
+                passwords,
+                listener_counts,
+                shards,
+                data,
+                ctrl,
+                shutdown,
+            )
+            .await
         })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
@@ -200,6 +227,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 async fn shard_main(
     config: Arc<Config>,
     passwords: Arc<crate::auth::PasswordStore>,
+    listener_counts: Arc<[Arc<ListenerCount>]>,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
@@ -288,6 +316,13 @@ async fn shard_main(
         recovered_peers: Cell::new(0),
         recovered_notify: Notify::default(),
         adopted_wills: RefCell::default(),
+        limit_stats: Rc::new(LimitStats::new(
+            usize::try_from(limits.memory_high_water_bytes / count as u64).unwrap_or(usize::MAX),
+        )),
+        connect_rate: RefCell::new((limits.connects_per_sec_max > 0).then(|| {
+            let rate = u64::from(limits.connects_per_sec_max);
+            TokenBucket::new(rate, rate, Instant::now())
+        })),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
     glommio::spawn_local(storage::flusher(storage.clone(), shutdown.clone())).detach();
@@ -303,18 +338,14 @@ async fn shard_main(
             }
         }
     }
-    for listener in &config.listeners {
+    for (listener, open) in config.listeners.iter().zip(listener_counts.iter()) {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
         // SAFETY: the fd comes from a socket we just bound and listened on, and
         // `into_raw_fd` gives its ownership to the glommio listener.
         let l = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-        glommio::spawn_local(accept_loop(
-            shard.clone(),
-            l,
-            listener.max_connections as usize,
-        ))
-        .detach();
+        let max = listener.max_connections as usize;
+        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max)).detach();
     }
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
@@ -335,6 +366,7 @@ async fn shard_main(
     }
     shard.storage.flush_now();
     shard.storage.log_stats();
+    shard.log_limit_stats();
     Ok(())
 }
 
@@ -376,9 +408,13 @@ pub async fn with_timeout<T>(
     .await
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    open: Arc<ListenerCount>,
+    max_connections: usize,
+) {
     let shutdown = shard.shutdown.clone();
-    let live = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -388,22 +424,17 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let per_shard = shard.config.limits.connections_per_shard_max as usize;
-                if live.get() >= max_connections || live.get() >= per_shard {
-                    tracing::warn!(shard = %shard.id, "connection limit reached; refusing a connection");
+                // Refused connections are closed at once, before anything is read: under a
+                // flood, reading a CONNECT to answer it is the work the limits shed.
+                let Some(slots) = shard.admit(&open, max_connections) else {
                     drop(stream);
                     continue;
-                }
-                live.set(live.get() + 1);
-                let (s, l) = (shard.clone(), live.clone());
+                };
                 // Boxed once: every wrapper below (isolate, this block, the gate's own)
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
-                let connection = Box::pin(crate::connection::accept(s, stream));
-                let task = shard.connections.spawn(async move {
-                    isolate(connection).await;
-                    l.set(l.get() - 1);
-                });
+                let connection = Box::pin(crate::connection::accept(shard.clone(), stream, slots));
+                let task = shard.connections.spawn(isolate(connection));
                 match task {
                     Ok(t) => {
                         t.detach();
@@ -498,6 +529,53 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
 }
 
 impl Shard {
+    /// Slots for a newly accepted connection, or `None` (counted, logged now and then) when
+    /// a limit refuses it: the shard's connect rate, the listener's connections across
+    /// shards, the shard's connections.
+    fn admit(&self, open: &Arc<ListenerCount>, max_connections: usize) -> Option<Slots> {
+        let refused = |limit: Limit, key: &str| {
+            let n = self.limit_stats.hit(limit);
+            if crate::limit::worth_logging(n) {
+                tracing::warn!(shard = %self.id, refused = n, "connection refused: {key}");
+            }
+        };
+        if let Some(bucket) = self.connect_rate.borrow_mut().as_mut() {
+            if !bucket.try_take(1, Instant::now()) {
+                refused(Limit::ConnectRate, "limits.connects_per_sec_max");
+                return None;
+            }
+        }
+        let Some(listener) = open.slot(max_connections) else {
+            refused(Limit::ListenerConnections, "listener.max_connections");
+            return None;
+        };
+        let Some(shard) = self.connection_slot() else {
+            refused(Limit::ShardConnections, "limits.connections_per_shard_max");
+            return None;
+        };
+        Some(Slots { listener, shard })
+    }
+
+    /// A slot for one more connection on this shard, unless it has
+    /// `limits.connections_per_shard_max` open.
+    pub fn connection_slot(&self) -> Option<ShardSlot> {
+        let max = self.config.limits.connections_per_shard_max as usize;
+        self.limit_stats.connection_slot(max)
+    }
+
+    /// Logs this shard's counters of limits hit (at shutdown).
+    fn log_limit_stats(&self) {
+        let s = &self.limit_stats;
+        let counts: Vec<String> = s
+            .counts()
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        tracing::info!(
+            shard = %self.id, queued_bytes = s.queued_bytes(),
+            queued_bytes_peak = s.queued_bytes_peak(), "limits {}", counts.join(" ")
+        );
+    }
+
     /// The home shard of a client id.
     pub fn home_of(&self, client_id: &str) -> ShardId {
         ShardId((stable_hash(client_id.as_bytes()) % self.count as u64) as u16)
@@ -520,7 +598,7 @@ impl Shard {
                 let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
-                    shard, stream, h.connect, h.buffered, h.peer,
+                    shard, stream, h.connect, h.buffered, h.peer, h.listener,
                 ));
                 if let Ok(t) = self.connections.spawn(isolate(connection)) {
                     t.detach();
