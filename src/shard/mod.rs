@@ -1339,6 +1339,11 @@ impl Shard {
         let shard = self.clone();
         let message = message.clone();
         glommio::spawn_local(async move {
+            // glommio runs a spawned task at once, up to its first wait: without this
+            // yield, delivering here would run inside the caller's borrows of the shard
+            // (seen as "RefCell already borrowed" killing the shard, found by the handler
+            // fuzz test).
+            futures_lite::future::yield_now().await;
             if to == shard.id {
                 shard.deliver_local(&message, false, None, false, vec![pick]);
                 return;
