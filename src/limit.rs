@@ -412,7 +412,10 @@ mod tests {
         }
         assert!(!b.try_take(1, t0), "empty after its capacity");
         assert!(!b.try_take(1, t0 + Duration::from_millis(50)));
-        assert!(b.try_take(1, t0 + Duration::from_millis(100)), "one token per 100 ms");
+        assert!(
+            b.try_take(1, t0 + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
         // Never more than its capacity, however long it waits.
         let later = t0 + Duration::from_secs(60);
         assert!(b.try_take(5, later));
@@ -489,7 +492,11 @@ mod tests {
         for _ in 0..9 {
             assert_eq!(r.on_publish(1, t0), RateVerdict::Pass);
         }
-        assert_eq!(r.on_publish(1, t0), RateVerdict::Pass, "the tenth empties it");
+        assert_eq!(
+            r.on_publish(1, t0),
+            RateVerdict::Pass,
+            "the tenth empties it"
+        );
         assert_eq!(r.on_publish(1, t0), RateVerdict::Pause);
         assert_eq!(r.on_publish(1, t0), RateVerdict::Pause);
         let resume = r.resume_at(t0).expect("in debt");

@@ -89,7 +89,10 @@ fn random_packet_sequences_keep_every_invariant_ringmq_only() {
     );
     broker.stop();
     let log = broker.log_of_this_run();
-    assert!(!log.contains("panicked"), "a connection task panicked:\n{log}");
+    assert!(
+        !log.contains("panicked"),
+        "a connection task panicked:\n{log}"
+    );
     let gauges: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(": limits "))

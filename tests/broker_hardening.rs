@@ -127,18 +127,22 @@ fn connected(addr: SocketAddr, v: ProtocolVersion, id: &str, figures: &Figures) 
     s.read_exact(&mut head).expect("CONNACK");
     let mut rest = vec![0u8; usize::from(head[1])];
     s.read_exact(&mut rest).expect("CONNACK");
-    assert_eq!((head[0], rest.get(1)), (0x20, Some(&0)), "{id}: CONNACK accepted");
+    assert_eq!(
+        (head[0], rest.get(1)),
+        (0x20, Some(&0)),
+        "{id}: CONNACK accepted"
+    );
     s
 }
 
 /// Malformed packets after a good CONNECT (each closes the connection).
 const MALFORMED: [&str; 6] = [
-    "36 06 00 01 61 00 01 78",       // PUBLISH with QoS 3
-    "30 03 00 09 61",                // topic length past the packet
-    "30 05 00 02 61 ff 78",          // invalid UTF-8 in the topic
-    "80 06 00 01 00 01 61 00",       // SUBSCRIBE with flags 0000
-    "82 06 00 01 00 01 61 c1",       // reserved subscription option bits
-    "30 ff ff ff ff 01",             // five-byte remaining length
+    "36 06 00 01 61 00 01 78", // PUBLISH with QoS 3
+    "30 03 00 09 61",          // topic length past the packet
+    "30 05 00 02 61 ff 78",    // invalid UTF-8 in the topic
+    "80 06 00 01 00 01 61 00", // SUBSCRIBE with flags 0000
+    "82 06 00 01 00 01 61 c1", // reserved subscription option bits
+    "30 ff ff ff ff 01",       // five-byte remaining length
 ];
 
 /// Connections that must be closed by the broker later: (stream, opened at, limit, what).
@@ -208,7 +212,12 @@ fn hostile(addr: SocketAddr, k: usize, rng: &mut Rng, figures: &Figures, hanging
                 until_closed(&mut s, close, &id);
             } else {
                 let mut s = open(addr, figures);
-                send(&mut s, &publish_bytes(v, 0x30, "early", None, b"x"), 1, figures);
+                send(
+                    &mut s,
+                    &publish_bytes(v, 0x30, "early", None, b"x"),
+                    1,
+                    figures,
+                );
                 until_closed(&mut s, close, &id);
             }
             figures.closed_by_broker.fetch_add(1, Ordering::Relaxed);
@@ -367,7 +376,9 @@ fn hostile_connections_do_not_hurt_good_clients_ringmq_only() {
     let shared = Arc::new(Good {
         start: Barrier::new(GOOD_CLIENTS + HOSTILE_THREADS),
         hostile_done: AtomicBool::new(false),
-        finals: (0..GOOD_CLIENTS).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+        finals: (0..GOOD_CLIENTS)
+            .map(|_| AtomicUsize::new(usize::MAX))
+            .collect(),
     });
     let good: Vec<_> = (0..GOOD_CLIENTS)
         .map(|me| {
@@ -437,7 +448,11 @@ fn hostile_connections_do_not_hurt_good_clients_ringmq_only() {
         }
     }
     let f = &*figures;
-    let published: usize = shared.finals.iter().map(|f| f.load(Ordering::Acquire)).sum();
+    let published: usize = shared
+        .finals
+        .iter()
+        .map(|f| f.load(Ordering::Acquire))
+        .sum();
     let get = |k: &str| counts.get(k).copied().unwrap_or(0);
     println!(
         "hardening: {} hostile connections ({} closed by the broker), {} hostile packets \
@@ -455,5 +470,9 @@ fn hostile_connections_do_not_hurt_good_clients_ringmq_only() {
     assert!(get("connect_timeouts") >= f.half_connects.load(Ordering::Relaxed));
     assert!(get("packet_timeouts") >= f.half_packets.load(Ordering::Relaxed));
     assert!(get("subscriptions_over_quota") > 0);
-    assert_eq!(get("queued_bytes"), 0, "nothing left queued once everyone is gone");
+    assert_eq!(
+        get("queued_bytes"),
+        0,
+        "nothing left queued once everyone is gone"
+    );
 }

@@ -60,7 +60,10 @@ fn count(counts: &HashMap<String, u64>, key: &str) -> u64 {
 fn try_connect(addr: SocketAddr, v: ProtocolVersion, client_id: &str) -> Option<(RawClient, u8)> {
     let mut raw = RawClient::connect(addr);
     // The server may have closed already; the read below says so.
-    let _ = raw.try_send(&encode(&Packet::Connect(Box::new(connect(v, client_id))), v));
+    let _ = raw.try_send(&encode(
+        &Packet::Connect(Box::new(connect(v, client_id))),
+        v,
+    ));
     match raw.try_recv_packet(v, TIMEOUT) {
         Ok(Packet::ConnAck(c)) => {
             let code = match v {
@@ -343,7 +346,13 @@ fn publish_rate_disconnect(v: ProtocolVersion) {
     sub.subscribe_one("rate/t", qos(1));
     let mut publ = broker.client(v, "pub").into_raw();
     for n in 0..6 {
-        publ.send(&publish_bytes(v, 0x30, "rate/t", None, format!("m{n}").as_bytes()));
+        publ.send(&publish_bytes(
+            v,
+            0x30,
+            "rate/t",
+            None,
+            format!("m{n}").as_bytes(),
+        ));
     }
     if v.is_v5() {
         publ.expect_disconnect(0x96);
@@ -428,7 +437,10 @@ fn publish_bandwidth_throttle_slows_a_publisher_ringmq_only() {
     sub.subscribe_one("bw/t", qos(1));
     let mut publ = broker.client(V311, "pub");
     let took = pipeline_qos1(&mut publ, "bw/t", 12, 1024);
-    assert!(took >= Duration::from_millis(1700), "12 KB at 4 KB/s took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1700),
+        "12 KB at 4 KB/s took {took:?}"
+    );
     for id in 1..=12 {
         assert_eq!(text(&sub.recv_message()), format!("{id:01024}"));
     }
@@ -564,7 +576,13 @@ fn subscription_quota(v: ProtocolVersion) {
     let codes = |ack: ringmq::protocol::SubAck| -> Vec<u8> {
         ack.reasons
             .iter()
-            .map(|r| if v.is_v5() { *r as u8 } else { r.to_v3_suback() })
+            .map(|r| {
+                if v.is_v5() {
+                    *r as u8
+                } else {
+                    r.to_v3_suback()
+                }
+            })
             .collect()
     };
     let ack = c.subscribe(&[("q/1", qos(1)), ("q/2", qos(1)), ("q/3", qos(1))]);
@@ -663,7 +681,10 @@ fn memory_high_water_sheds_qos0_first_ringmq_only() {
             }
             break;
         }
-        assert!(Instant::now() < deadline, "QoS 0 still shed after the queue went");
+        assert!(
+            Instant::now() < deadline,
+            "QoS 0 still shed after the queue went"
+        );
     }
     drop((fast, publ));
     let counts = limit_counts(&mut broker);
@@ -682,17 +703,21 @@ fn qos0_to_a_client_that_does_not_read_is_dropped_not_buffered_ringmq_only() {
     }
     let mut broker = limits_broker(1, "write_buffer_bytes = 16384");
     let stuck = TcpStream::connect(broker.addr()).expect("connect");
-    stuck
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
+    stuck.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
     let mut stuck = stuck;
     stuck
-        .write_all(&encode(&Packet::Connect(Box::new(connect(V311, "stuck"))), V311))
+        .write_all(&encode(
+            &Packet::Connect(Box::new(connect(V311, "stuck"))),
+            V311,
+        ))
         .expect("CONNECT");
     let mut connack = [0u8; 4];
     stuck.read_exact(&mut connack).expect("CONNACK");
     stuck
-        .write_all(&frame(0x82, &[&hex("00 01")[..], &string_field(b"flood")[..], &[0]].concat()))
+        .write_all(&frame(
+            0x82,
+            &[&hex("00 01")[..], &string_field(b"flood")[..], &[0]].concat(),
+        ))
         .expect("SUBSCRIBE");
     let mut suback = [0u8; 5];
     stuck.read_exact(&mut suback).expect("SUBACK");

@@ -71,7 +71,11 @@ impl KeepAlive {
 
     fn file(&self, tick: u64, outbox: &Outbox, weak: Weak<Outbox>) {
         outbox.filed_tick.set(Some(tick));
-        self.by_tick.borrow_mut().entry(tick).or_default().push(weak);
+        self.by_tick
+            .borrow_mut()
+            .entry(tick)
+            .or_default()
+            .push(weak);
     }
 
     /// Connections whose deadline passed by `now`, with which one; the others of the due
@@ -182,7 +186,10 @@ mod tests {
         ka.watch(&o);
         ka.watch(&o);
         let entries: usize = ka.by_tick.borrow().values().map(Vec::len).sum();
-        assert_eq!(entries, 2, "the keep-alive entry (now stale) and one packet entry");
+        assert_eq!(
+            entries, 2,
+            "the keep-alive entry (now stale) and one packet entry"
+        );
         let gone = ka.expired(start + Duration::from_secs(2));
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].1, Expired::Packet);

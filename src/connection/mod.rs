@@ -25,11 +25,11 @@ use glommio::net::TcpStream;
 
 use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
+use crate::limit::{Limit, ListenerSlot, PublishRate, RateVerdict};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, DecodeError, Decoded, Disconnect, MqttString,
     Packet, ProtocolVersion, ReasonCode,
 };
-use crate::limit::{Limit, ListenerSlot, PublishRate, RateVerdict};
 use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::{Shard, Slots};
@@ -427,14 +427,11 @@ async fn start_session(
     let session_present = resumed.is_some();
     let (key, session) = match resumed {
         Some(r) => r,
-        None => shard
-            .sessions
-            .borrow_mut()
-            .insert(Session::new(
-                client_id.clone(),
-                shard.session_limits,
-                shard.limit_stats.clone(),
-            )),
+        None => shard.sessions.borrow_mut().insert(Session::new(
+            client_id.clone(),
+            shard.session_limits,
+            shard.limit_stats.clone(),
+        )),
     };
     let p = &connect.properties;
     session.borrow_mut().expiry_secs = match version {

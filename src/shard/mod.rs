@@ -566,10 +566,7 @@ impl Shard {
     /// Logs this shard's counters of limits hit (at shutdown).
     fn log_limit_stats(&self) {
         let s = &self.limit_stats;
-        let counts: Vec<String> = s
-            .counts()
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
+        let counts: Vec<String> = s.counts().map(|(name, n)| format!("{name}={n}")).collect();
         tracing::info!(
             shard = %self.id, queued_bytes = s.queued_bytes(),
             queued_bytes_peak = s.queued_bytes_peak(), "limits {}", counts.join(" ")

@@ -390,7 +390,11 @@ impl Shard {
 
     /// Routes a recovered message again and waits until what it needs is durable.
     async fn finish_routing(self: &Rc<Self>, message: Message, tag: Tag) {
-        let outbox = Rc::new(Outbox::new(ProtocolVersion::V5, 0, self.limit_stats.clone()));
+        let outbox = Rc::new(Outbox::new(
+            ProtocolVersion::V5,
+            0,
+            self.limit_stats.clone(),
+        ));
         let Some(ticket) = self.publish_tagged(message, Some(&outbox), Some(tag)).await else {
             return;
         };

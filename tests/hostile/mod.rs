@@ -46,10 +46,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringmq::protocol::{
-    decode, filter_matches, Ack, Auth, Connect, ConnectProperties, Decoded, Disconnect,
-    MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
-    Subscription, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will,
-    MAX_PACKET_BYTES,
+    decode, filter_matches, Ack, Auth, Connect, ConnectProperties, Decoded, Disconnect, MqttString,
+    Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, Subscription,
+    SubscriptionOptions, TopicFilter, TopicName, Unsubscribe, Will, MAX_PACKET_BYTES,
 };
 
 /// How long the broker may take to answer, or to close after the client half-closes.
@@ -277,9 +276,21 @@ fn conn_spec(c: &mut Choices) -> ConnSpec {
         client: c.below(2),
         clean_start: c.below(4) != 0,
         keep_alive: [0, 60, 60, 1][c.below(4)],
-        receive_max: if v5 { [None, Some(1), Some(3)][c.below(3)] } else { None },
-        topic_alias_max: if v5 { [None, Some(2)][c.below(2)] } else { None },
-        session_expiry: if v5 { [None, Some(0), Some(5)][c.below(3)] } else { None },
+        receive_max: if v5 {
+            [None, Some(1), Some(3)][c.below(3)]
+        } else {
+            None
+        },
+        topic_alias_max: if v5 {
+            [None, Some(2)][c.below(2)]
+        } else {
+            None
+        },
+        session_expiry: if v5 {
+            [None, Some(0), Some(5)][c.below(3)]
+        } else {
+            None
+        },
         will: (c.below(4) == 0).then(|| (c.below(TOPICS.len()), c.byte() % 3)),
         auto_ack: c.below(4) != 0,
         opening: match c.below(12) {
@@ -321,7 +332,9 @@ fn msg(c: &mut Choices) -> Msg {
         },
         8 => Msg::Unsubscribe {
             id: id(c),
-            filters: (0..1 + c.below(2)).map(|_| c.below(FILTERS.len())).collect(),
+            filters: (0..1 + c.below(2))
+                .map(|_| c.below(FILTERS.len()))
+                .collect(),
         },
         9 => Msg::PubAck(id(c)),
         10 => Msg::PubRec(id(c)),
@@ -558,9 +571,7 @@ impl Conn {
     fn fail(&self, what: impl fmt::Display) -> Violation {
         Violation(format!(
             "{} ({}, {:?} opening): {what}",
-            self.client_id,
-            self.spec.version,
-            self.spec.opening
+            self.client_id, self.spec.version, self.spec.opening
         ))
     }
 
@@ -582,9 +593,9 @@ impl Conn {
                     // read what it sent meanwhile, so that neither side waits on the other.
                     self.receive(clients)?;
                     if Instant::now() > deadline {
-                        return Err(self.fail(format!(
-                            "the server read nothing for {REPLY_TIMEOUT:?}"
-                        )));
+                        return Err(
+                            self.fail(format!("the server read nothing for {REPLY_TIMEOUT:?}"))
+                        );
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -696,7 +707,9 @@ impl Conn {
                 return Err(self.fail(format!("{p:?} before CONNACK")));
             };
             self.connack = true;
-            if self.strict && self.spec.opening == Opening::Connect && c.reason != ReasonCode::Success
+            if self.strict
+                && self.spec.opening == Opening::Connect
+                && c.reason != ReasonCode::Success
             {
                 return Err(self.fail(format!("a valid CONNECT refused: {c:?}")));
             }
@@ -715,7 +728,9 @@ impl Conn {
             Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
-            | Packet::PingReq => Err(self.fail(format!("a client's packet from the server: {p:?}"))),
+            | Packet::PingReq => {
+                Err(self.fail(format!("a client's packet from the server: {p:?}")))
+            }
             _ if !self.strict => {
                 // What a dirty connection's server answers cannot be matched to what the
                 // client meant to send; its own PUBLISHes still get acknowledged.
@@ -800,7 +815,11 @@ impl Conn {
                 )));
             }
         }
-        if let Some(id) = p.packet_id.map(PacketId::get).filter(|_| !self.acks_by_hand) {
+        if let Some(id) = p
+            .packet_id
+            .map(PacketId::get)
+            .filter(|_| !self.acks_by_hand)
+        {
             if !p.dup && self.in_use.contains(&id) {
                 return Err(self.fail(format!("PUBLISH with packet id {id} still in use")));
             }
