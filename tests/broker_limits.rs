@@ -516,6 +516,40 @@ test_versions!(publish_topic_limits =>
     publish_topic_over_the_limits_closes_v311_ringmq_only,
     publish_topic_over_the_limits_gets_disconnect_0x90_v5_ringmq_only);
 
+// A will is published like any PUBLISH, so its topic is held to the same limits: a CONNECT
+// whose will topic is over `topic_bytes_max` or `topic_levels_max` is refused with CONNACK
+// 0x90 Topic Name invalid (v5) / 0x03 Server unavailable (v3). Raw bytes for v3.
+fn will_topic_limits(v: ProtocolVersion) {
+    if skip_unless_ringmq("limits.topic_bytes_max / topic_levels_max are ringmq's") {
+        return;
+    }
+    let mut broker = limits_broker(1, "topic_bytes_max = 16\ntopic_levels_max = 4");
+    for (n, topic_name) in ["a/b/c/01234567890", "a/b/c/d/e"].into_iter().enumerate() {
+        let mut c = connect(v, &format!("will-{n}"));
+        c.will = Some(will(topic_name, b"bye", qos(0), false));
+        let mut raw = broker.raw();
+        raw.send_packet(&Packet::Connect(Box::new(c)), v);
+        if v.is_v5() {
+            match raw.recv_packet(v) {
+                Packet::ConnAck(c) => assert_eq!(c.reason, ReasonCode::TopicNameInvalid),
+                other => panic!("expected CONNACK, got {other:?}"),
+            }
+        } else {
+            raw.expect_bytes("20 02 00 03");
+        }
+        raw.expect_closed(CLOSE);
+    }
+    let mut c = connect(v, "will-ok");
+    c.will = Some(will("a/b/c/0123456789", b"bye", qos(0), false));
+    Client::connect(broker.addr(), c).ping();
+    let counts = limit_counts(&mut broker);
+    assert_eq!(count(&counts, "topics_too_long"), 2);
+}
+
+test_versions!(will_topic_limits =>
+    will_topic_over_the_limits_gets_connack_0x03_v311_ringmq_only,
+    will_topic_over_the_limits_gets_connack_0x90_v5_ringmq_only);
+
 // On SUBSCRIBE, a filter over `topic_bytes_max` / `topic_levels_max` gets its own SUBACK
 // failure: 0x8F Topic Filter invalid (v5), 0x80 (v3); the connection and the other filters
 // of the packet are served. Raw bytes for v3 (`90 05 00 01 00 80 80`).

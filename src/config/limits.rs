@@ -148,11 +148,14 @@ pub struct Limits {
     /// Capacity of each cross-shard channel, in messages. Hit: the sending shard waits for
     /// room (back-pressure). Default 4096, range 16..=1048576.
     pub mesh_capacity: usize,
-    /// Open connections one shard accepts. Hit: new connections on that shard are closed at
-    /// once. Default 65536, minimum 1.
+    /// Open connections one shard serves, those in their CONNECT phase included. Hit: a
+    /// connection the shard accepts is closed at once; one handed to it as its client id's
+    /// home gets CONNACK 0x97 (v5) / 0x03 (v3). Default 65536, minimum 1.
     pub connections_per_shard_max: u32,
-    /// Longest topic name or filter, in bytes of UTF-8. Hit: v5 0x90 (Topic Name invalid) /
-    /// 0x8F (Topic Filter invalid), v3 close. Default 1024, minimum 1, maximum 65535.
+    /// Longest topic name or filter, in bytes of UTF-8. Hit: a PUBLISH gets v5 DISCONNECT
+    /// 0x90 (Topic Name invalid), v3 close; a SUBSCRIBE filter its SUBACK entry 0x8F (Topic
+    /// Filter invalid) / 0x80; a will topic CONNACK 0x90 / 0x03. Default 1024, minimum 1,
+    /// maximum 65535.
     pub topic_bytes_max: u16,
     /// Most levels (`/`-separated parts) in a topic name or filter; same outcome as
     /// `topic_bytes_max`. Default 32, minimum 1.
@@ -160,8 +163,8 @@ pub struct Limits {
     /// Subscriptions one client may hold. Hit: the SUBACK entry is 0x97 (Quota exceeded) in
     /// v5, 0x80 (Failure) in v3. Default 1024, minimum 1.
     pub subscriptions_per_client_max: u32,
-    /// Time from TCP accept to a complete CONNECT. Hit: the socket is closed.
-    /// Default 10, range 1..=3600.
+    /// Time from TCP accept to a complete CONNECT (and the enhanced-authentication exchange
+    /// that may follow). Hit: the socket is closed. Default 10, range 1..=3600.
     pub connect_timeout_secs: u32,
     /// Highest keep-alive a client may use, in seconds. 0 means no cap. When a v5 client asks
     /// for more (or for 0) it is told this value as Server Keep Alive; a v3 client cannot be

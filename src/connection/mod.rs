@@ -194,6 +194,19 @@ async fn accept_connect(
         tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
         return None;
     }
+    // A will is published later like any PUBLISH: its topic is held to the same limits
+    // (CONNACK 0x90 Topic Name invalid; v3: 0x03).
+    if let Some(w) = &connect.will {
+        let (bytes_max, levels_max) = (limits.topic_bytes_max, limits.topic_levels_max);
+        if w.topic.len() > usize::from(bytes_max)
+            || w.topic.levels().count() > usize::from(levels_max)
+        {
+            shard.limit_stats.hit(Limit::TopicTooLong);
+            refuse(&mut stream, version, ReasonCode::TopicNameInvalid).await;
+            tracing::info!(%peer, "refused: will topic over limits.topic_bytes_max / topic_levels_max");
+            return None;
+        }
+    }
     if let Some((reason, props)) = refusal(&shard.config.mqtt, &connect) {
         let client_max = connect.properties.maximum_packet_size;
         refuse_with(&mut stream, version, reason, props, client_max).await;
