@@ -26,7 +26,8 @@
 //! For a connection that sent only whole, well-formed packets (*strict*; invalid MQTT
 //! usage such as unknown packet ids, a second CONNECT or an alias never set is still
 //! strict), its own state must stay consistent:
-//! - a valid CONNECT is accepted (CONNACK 0);
+//! - a valid CONNECT is accepted (CONNACK 0), unless its will topic is over the topic
+//!   limits (CONNACK 0x90 / 0x03);
 //! - each PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK and PINGRESP answers a packet the client
 //!   sent with that id (and a SUBACK / v5 UNSUBACK has one code per filter);
 //! - a PUBLISH from the server names a topic (directly or by an alias the server set
@@ -88,6 +89,9 @@ const TOPICS: [&str; 8] = [
     "long/0123456789012345678901234567890123456789012345",
     "t/1/2/3/4/5/6/7",
 ];
+
+/// The indexes in [`TOPICS`] of the topics over the limits of [`LIMITS_TOML`].
+const TOPICS_OVER_LIMITS: [usize; 2] = [6, 7];
 
 /// Topic filters the scripts subscribe to.
 const FILTERS: [&str; 10] = [
@@ -707,11 +711,21 @@ impl Conn {
                 return Err(self.fail(format!("{p:?} before CONNACK")));
             };
             self.connack = true;
-            if self.strict
-                && self.spec.opening == Opening::Connect
-                && c.reason != ReasonCode::Success
-            {
-                return Err(self.fail(format!("a valid CONNECT refused: {c:?}")));
+            if self.strict && self.spec.opening == Opening::Connect {
+                // A will topic over topic_bytes_max / topic_levels_max is refused: CONNACK
+                // 0x90 (v5), 0x03 (v3, read back as Server unavailable).
+                let over = self
+                    .spec
+                    .will
+                    .is_some_and(|(t, _)| TOPICS_OVER_LIMITS.contains(&t));
+                let want = match (over, v5) {
+                    (false, _) => ReasonCode::Success,
+                    (true, true) => ReasonCode::TopicNameInvalid,
+                    (true, false) => ReasonCode::ServerUnavailable,
+                };
+                if c.reason != want {
+                    return Err(self.fail(format!("CONNACK {c:?}, expected {want:?}")));
+                }
             }
             return Ok(());
         }
