@@ -167,7 +167,7 @@ pub async fn open(
                 s.use_cert_identity();
             }
             tracing::debug!(
-                %peer, listener = %acceptor.bind(), version = ?s.protocol_version(),
+                %peer, shard = %shard.id, listener = %acceptor.bind(), version = ?s.protocol_version(),
                 user = ?s.cert_username(), "TLS handshake done"
             );
             Some(Transport::Tls(Box::new(s)))
