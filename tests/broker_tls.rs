@@ -33,7 +33,9 @@ use ringmq::protocol::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion};
+use rustls::{
+    ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
+};
 
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -157,7 +159,9 @@ impl Pki {
                 "device",
                 Leaf {
                     cn: None,
-                    sans: vec![SanType::DnsName("device-7.example".try_into().expect("DNS"))],
+                    sans: vec![SanType::DnsName(
+                        "device-7.example".try_into().expect("DNS"),
+                    )],
                     ..Leaf::client("")
                 },
                 &*ca,
@@ -375,7 +379,12 @@ impl TlsClient {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Recv::Closed("EOF".into())),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Err(Recv::Timeout)
                 }
                 Err(e) => return Err(Recv::Closed(e.to_string())),
@@ -458,10 +467,7 @@ impl TlsClient {
 
     fn ping(&mut self) {
         self.send(&hex("c0 00")).expect("PINGREQ");
-        assert!(
-            matches!(self.recv(), Packet::PingResp),
-            "expected PINGRESP"
-        );
+        assert!(matches!(self.recv(), Packet::PingResp), "expected PINGRESP");
     }
 
     fn version(&self) -> Option<rustls::ProtocolVersion> {
@@ -565,7 +571,11 @@ fn min_version_1_3_refuses_tls_1_2_ringmq_only() {
     let _broker = Broker::start(BrokerOptions::default().config(&toml, ""));
     let seen = expect_refused(addr, pki.client("ca.pem", None, TLS12), "TLS 1.2 client");
     assert!(seen.contains("ProtocolVersion"), "{seen}");
-    let mut c = TlsClient::mqtt(addr, pki.client("ca.pem", None, TLS13), connect(V311, "v13"));
+    let mut c = TlsClient::mqtt(
+        addr,
+        pki.client("ca.pem", None, TLS13),
+        connect(V311, "v13"),
+    );
     c.ping();
 }
 
@@ -606,8 +616,16 @@ fn mutual_tls_refuses_no_cert_another_cas_cert_and_an_expired_cert() {
         c.ping();
         for (cert, what, alert) in [
             (None, "no client certificate", "CertificateRequired"),
-            (Some("stranger"), "a certificate from another CA", "UnknownCA"),
-            (Some("expired"), "an expired certificate", "CertificateExpired"),
+            (
+                Some("stranger"),
+                "a certificate from another CA",
+                "UnknownCA",
+            ),
+            (
+                Some("expired"),
+                "an expired certificate",
+                "CertificateExpired",
+            ),
         ] {
             let seen = expect_refused(b.tls, pki.client("ca.pem", cert, versions), what);
             // The alert says why (Mosquitto's OpenSSL chooses its own alerts).
@@ -654,8 +672,11 @@ fn scram_connect(client_id: &str, username: Option<&str>, scram_user: &str) -> C
     let mut c = connect(V5, client_id);
     c.username = username.map(mqtt_str);
     c.properties.authentication_method = Some(mqtt_str("SCRAM-SHA-256"));
-    c.properties.authentication_data =
-        Some(format!("n,,n={scram_user},r=tls-test-nonce").into_bytes().into());
+    c.properties.authentication_data = Some(
+        format!("n,,n={scram_user},r=tls-test-nonce")
+            .into_bytes()
+            .into(),
+    );
     c
 }
 
@@ -750,7 +771,12 @@ fn tls_connections_are_handed_to_their_home_shard() {
                 V311,
             ));
             burst.extend(encode(
-                &Packet::Publish(publish(&topic_name, payload.as_bytes(), QoS::AtLeastOnce, 2)),
+                &Packet::Publish(publish(
+                    &topic_name,
+                    payload.as_bytes(),
+                    QoS::AtLeastOnce,
+                    2,
+                )),
                 V311,
             ));
             c.send(&burst).expect("send");
@@ -782,7 +808,12 @@ fn plain_mqtt_garbage_or_silence_on_the_tls_port_is_closed_ringmq_only() {
         return;
     }
     let pki = Pki::new();
-    let mut b = tls_broker(&pki, 1, Clients::Anyone, "[limits]\nconnect_timeout_secs = 1\n");
+    let mut b = tls_broker(
+        &pki,
+        1,
+        Clients::Anyone,
+        "[limits]\nconnect_timeout_secs = 1\n",
+    );
     let config = pki.client("ca.pem", None, ANY_TLS);
     let mut bystander = TlsClient::mqtt(b.tls, config.clone(), connect(V311, "bystander"));
     let started = Instant::now();
@@ -857,7 +888,9 @@ fn sighup_reloads_certificates_for_new_connections_ringmq_only() {
     after.publish("reload/t", b"new cert");
     before.expect_message("reload/t", b"new cert");
     before.ping();
-    let seen = TlsClient::handshake(b.tls, old_trust).err().map(|e| e.to_string());
+    let seen = TlsClient::handshake(b.tls, old_trust)
+        .err()
+        .map(|e| e.to_string());
     assert!(
         seen.as_deref().is_some_and(|e| e.contains("UnknownIssuer")),
         "{seen:?}"
@@ -867,7 +900,11 @@ fn sighup_reloads_certificates_for_new_connections_ringmq_only() {
     pki.write("server.key", "not a key\n");
     sighup(&b.broker);
     let deadline = Instant::now() + TIMEOUT;
-    while !b.broker.log_of_this_run().contains("TLS files not reloaded") {
+    while !b
+        .broker
+        .log_of_this_run()
+        .contains("TLS files not reloaded")
+    {
         assert!(Instant::now() < deadline, "no reload error logged");
         thread::sleep(Duration::from_millis(20));
     }
@@ -912,7 +949,9 @@ fn mosquitto_clients_over_tls_and_mutual_tls() {
 
     let mut sub = Command::new("mosquitto_sub")
         .args(base)
-        .args(["--cafile", &ca, "-t", "mosq/t", "-q", "1", "-C", "1", "-W", "10"])
+        .args([
+            "--cafile", &ca, "-t", "mosq/t", "-q", "1", "-C", "1", "-W", "10",
+        ])
         .args(["-i", "mosq-sub"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -924,7 +963,11 @@ fn mosquitto_clients_over_tls_and_mutual_tls() {
     let received = loop {
         let out = mosquitto_client(
             "mosquitto_pub",
-            &[&base[..], &["--cafile", &ca, "-t", "mosq/t", "-q", "1", "-m", "over tls"]].concat(),
+            &[
+                &base[..],
+                &["--cafile", &ca, "-t", "mosq/t", "-q", "1", "-m", "over tls"],
+            ]
+            .concat(),
         );
         assert!(
             out.status.success(),
@@ -942,7 +985,11 @@ fn mosquitto_clients_over_tls_and_mutual_tls() {
 
     let wrong = mosquitto_client(
         "mosquitto_pub",
-        &[&base[..], &["--cafile", &other_ca, "-t", "mosq/t", "-m", "x"]].concat(),
+        &[
+            &base[..],
+            &["--cafile", &other_ca, "-t", "mosq/t", "-m", "x"],
+        ]
+        .concat(),
     );
     assert!(
         !wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("TLS"),
@@ -970,7 +1017,11 @@ fn mosquitto_clients_over_tls_and_mutual_tls() {
     );
     let without = mosquitto_client(
         "mosquitto_pub",
-        &[&base[..], &["--cafile", &ca, "-t", "mosq/m", "-q", "1", "-m", "x"]].concat(),
+        &[
+            &base[..],
+            &["--cafile", &ca, "-t", "mosq/m", "-q", "1", "-m", "x"],
+        ]
+        .concat(),
     );
     assert!(
         !without.status.success(),

@@ -202,9 +202,15 @@ mod tests {
     fn a_missing_file_names_the_key_and_the_path() {
         let dir = tempfile::tempdir().unwrap();
         files(dir.path());
-        let p = problems(dir.path(), "cert = \"DIR/nope.pem\", key = \"DIR/server.key\"");
+        let p = problems(
+            dir.path(),
+            "cert = \"DIR/nope.pem\", key = \"DIR/server.key\"",
+        );
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("listener[0].tls.cert: cannot read the file"), "{p:?}");
+        assert!(
+            p[0].starts_with("listener[0].tls.cert: cannot read the file"),
+            "{p:?}"
+        );
         assert!(p[0].contains("nope.pem"), "{p:?}");
         let p = problems(dir.path(), &format!("{GOOD}, ca = \"DIR/no-ca.pem\""));
         assert!(p[0].starts_with("listener[0].tls.ca: cannot read"), "{p:?}");
@@ -214,14 +220,35 @@ mod tests {
     fn files_without_what_the_key_needs_are_named() {
         let dir = tempfile::tempdir().unwrap();
         files(dir.path());
-        let p = problems(dir.path(), "cert = \"DIR/garbage.pem\", key = \"DIR/server.key\"");
-        assert!(p[0].starts_with("listener[0].tls.cert: no CERTIFICATE block"), "{p:?}");
-        let p = problems(dir.path(), "cert = \"DIR/server.pem\", key = \"DIR/server.pem\"");
-        assert!(p[0].starts_with("listener[0].tls.key: no private key"), "{p:?}");
-        let p = problems(dir.path(), "cert = \"DIR/server.pem\", key = \"DIR/other.key\"");
-        assert!(p[0].starts_with("listener[0].tls.key: does not go with"), "{p:?}");
+        let p = problems(
+            dir.path(),
+            "cert = \"DIR/garbage.pem\", key = \"DIR/server.key\"",
+        );
+        assert!(
+            p[0].starts_with("listener[0].tls.cert: no CERTIFICATE block"),
+            "{p:?}"
+        );
+        let p = problems(
+            dir.path(),
+            "cert = \"DIR/server.pem\", key = \"DIR/server.pem\"",
+        );
+        assert!(
+            p[0].starts_with("listener[0].tls.key: no private key"),
+            "{p:?}"
+        );
+        let p = problems(
+            dir.path(),
+            "cert = \"DIR/server.pem\", key = \"DIR/other.key\"",
+        );
+        assert!(
+            p[0].starts_with("listener[0].tls.key: does not go with"),
+            "{p:?}"
+        );
         let p = problems(dir.path(), &format!("{GOOD}, ca = \"DIR/garbage.pem\""));
-        assert!(p[0].starts_with("listener[0].tls.ca: no CERTIFICATE block"), "{p:?}");
+        assert!(
+            p[0].starts_with("listener[0].tls.ca: no CERTIFICATE block"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -244,16 +271,29 @@ mod tests {
             &format!("{GOOD}, ca = \"DIR/ca.pem\", use_identity_as_username = true"),
         );
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("needs listener[0].tls.require_client_cert = true"), "{p:?}");
+        assert!(
+            p[0].contains("needs listener[0].tls.require_client_cert = true"),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_versions_are_parse_errors_naming_the_key() {
         let dir = tempfile::tempdir().unwrap();
-        let err = config(dir.path(), "cert = \"a\", crt = \"b\"").unwrap_err().to_string();
-        assert!(err.contains("listener[0].tls.crt: unknown field `crt`"), "{err}");
-        let err = config(dir.path(), "min_version = \"1.1\"").unwrap_err().to_string();
-        assert!(err.contains("listener[0].tls.min_version: unknown variant `1.1`"), "{err}");
+        let err = config(dir.path(), "cert = \"a\", crt = \"b\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listener[0].tls.crt: unknown field `crt`"),
+            "{err}"
+        );
+        let err = config(dir.path(), "min_version = \"1.1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listener[0].tls.min_version: unknown variant `1.1`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -143,9 +143,9 @@ async fn accept_connect(
     };
     let mut connect = connect;
     let version = connect.protocol;
-    if stream.apply_cert_username(&mut connect).is_err() {
+    if let Err(e) = stream.apply_cert_username(&mut connect) {
         refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
-        tracing::info!(%peer, "refused: the client certificate has no identity to use as user name");
+        tracing::info!(%peer, "refused: {e}");
         return None;
     }
     let mut assigned = false;

@@ -19,6 +19,14 @@ use crate::protocol::{Connect, MqttString};
 use crate::shard::Shard;
 use crate::tls::{CertUsername, TlsAcceptor, TlsState, TlsStream};
 
+/// A listener that takes the user name from client certificates got one without a usable
+/// identity.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the client certificate has no identity (CN, or DNS / e-mail / URI name) to use as user name"
+)]
+pub struct NoCertIdentity;
+
 /// A connection's byte stream.
 pub enum Transport {
     Tcp(TcpStream),
@@ -87,18 +95,19 @@ impl Transport {
     }
 
     /// Puts the certificate's identity in the CONNECT's User Name (and drops its Password:
-    /// the certificate is the credential), where the listener says so. `Err` when the
+    /// the certificate is the credential), where the listener says so. An error when the
     /// listener needs an identity and the certificate has none, or it is no MQTT string:
     /// the connection is then refused.
-    pub fn apply_cert_username(&self, connect: &mut Connect) -> Result<(), ()> {
+    pub fn apply_cert_username(&self, connect: &mut Connect) -> Result<(), NoCertIdentity> {
         let Transport::Tls(s) = self else {
             return Ok(());
         };
         match s.cert_username() {
             CertUsername::NotUsed => Ok(()),
-            CertUsername::Missing => Err(()),
+            CertUsername::Missing => Err(NoCertIdentity),
             CertUsername::Name(n) => {
-                connect.username = Some(MqttString::try_from(n.clone()).map_err(|_| ())?);
+                let name = MqttString::try_from(n.clone()).map_err(|_| NoCertIdentity)?;
+                connect.username = Some(name);
                 connect.password = None;
                 Ok(())
             }
@@ -152,10 +161,8 @@ pub async fn open(
         return Some(Transport::Tcp(tcp));
     };
     let shutdown = shard.shutdown.clone();
-    let handshake = crate::shard::with_timeout(
-        TlsStream::accept(tcp, acceptor.server_config()),
-        timeout,
-    );
+    let handshake =
+        crate::shard::with_timeout(TlsStream::accept(tcp, acceptor.server_config()), timeout);
     let stopped = async {
         shutdown.wait().await;
         None

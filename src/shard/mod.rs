@@ -219,7 +219,10 @@ fn tls_acceptors(config: &Config) -> Result<Vec<Option<Arc<crate::tls::TlsAccept
                 .map(|t| {
                     crate::tls::TlsAcceptor::new(l.bind, t)
                         .map(Arc::new)
-                        .map_err(|source| StartError::Tls { addr: l.bind, source })
+                        .map_err(|source| StartError::Tls {
+                            addr: l.bind,
+                            source,
+                        })
                 })
                 .transpose()
         })

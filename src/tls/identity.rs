@@ -178,7 +178,9 @@ mod tests {
     fn cert(cn: Option<&str>, sans: Vec<SanType>) -> Vec<u8> {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::OrganizationName, "ringmq tests");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "ringmq tests");
         if let Some(cn) = cn {
             params.distinguished_name.push(DnType::CommonName, cn);
         }
