@@ -228,23 +228,39 @@ impl TlsAcceptor {
     }
 }
 
-/// Reloads every TLS listener's files on each SIGHUP, from a thread of its own (file reads
-/// never run on a shard). A listener whose new files are bad keeps its old configuration,
-/// and the error is logged.
+/// Reloads every listener's files (see [`TlsAcceptor::reload`]): a summary, or what
+/// failed. A listener whose files fail keeps its configuration; the others still reload.
+/// Blocks on file I/O: call it off the shards.
+pub fn reload_all(acceptors: &[Arc<TlsAcceptor>]) -> Result<String, String> {
+    let failures: Vec<String> = acceptors
+        .iter()
+        .filter_map(|a| {
+            a.reload()
+                .err()
+                .map(|e| format!("listener {}: {e}", a.bind()))
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(format!("{} TLS listener(s) reloaded", acceptors.len()))
+    } else {
+        Err(format!(
+            "TLS files not reloaded, the previous ones stay in use: {}",
+            failures.join("; ")
+        ))
+    }
+}
+
+/// Runs [`reload_all`] on each SIGHUP, from a thread of its own (file reads never run on a
+/// shard), and logs the outcome.
 pub fn reload_on_sighup(acceptors: Vec<Arc<TlsAcceptor>>) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
     std::thread::Builder::new()
         .name("ringmq-tls-reload".into())
         .spawn(move || {
             for _ in signals.forever() {
-                for a in &acceptors {
-                    match a.reload() {
-                        Ok(()) => tracing::info!(listener = %a.bind(), "TLS files reloaded"),
-                        Err(e) => tracing::error!(
-                            listener = %a.bind(),
-                            "TLS files not reloaded, the previous ones stay in use: {e}"
-                        ),
-                    }
+                match reload_all(&acceptors) {
+                    Ok(summary) => tracing::info!("{summary}"),
+                    Err(e) => tracing::error!("{e}"),
                 }
             }
         })?;
