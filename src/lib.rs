@@ -7,6 +7,8 @@
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
+//! - [`tls`]: TLS listeners (rustls): server configurations from PEM files, reloadable; the
+//!   TLS stream a connection runs over; the client certificate's identity.
 //! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
 //!   recovery, and the broker's record types ([`persist::state`]).
 
@@ -20,3 +22,4 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 pub mod shard;
+pub mod tls;

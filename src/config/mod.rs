@@ -12,11 +12,13 @@
 //! [`Config::load_with`] does all three.
 //!
 //! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[mqtt]` in [`mqtt`],
-//! `[auth]` in [`auth`], `[[listener]]`, `[storage]` and `[log]` here.
+//! `[auth]` in [`auth`], a listener's `tls` table in [`tls`], `[[listener]]`, `[storage]`
+//! and `[log]` here.
 
 pub mod auth;
 pub mod limits;
 pub mod mqtt;
+pub mod tls;
 pub mod tuning;
 
 use std::fmt;
@@ -34,6 +36,7 @@ use thiserror::Error;
 pub use auth::{AuthConfig, UserConfig};
 pub use limits::Limits;
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
+pub use tls::{TlsConfig, TlsVersion};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
 
 /// The default configuration file, with every key, its default and its range commented.
@@ -177,6 +180,7 @@ impl Config {
                     Ok(ListenerConfig {
                         bind,
                         kind: ListenerKind::Tcp,
+                        tls: None,
                         ..template.clone()
                     })
                 })
@@ -238,8 +242,8 @@ impl Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `--listen ADDR`, repeatable. When given, replaces every `[[listener]]` of the file
-    /// with one TCP listener per address; `backlog` and `max_connections` are copied from
-    /// the file's first listener (or the defaults when the file has none).
+    /// with one plain TCP listener per address; `backlog` and `max_connections` are copied
+    /// from the file's first listener (or the defaults when the file has none).
     pub listen: Vec<String>,
     /// `--data-dir DIR`: replaces `storage.data_dir`.
     pub data_dir: Option<PathBuf>,
@@ -279,6 +283,10 @@ pub struct ListenerConfig {
     pub max_connections: u32,
     /// Transport. Default and, for now, only value: `"tcp"`.
     pub kind: ListenerKind,
+    /// MQTT over TLS on this listener (and, with a `ca`, client certificates). Default
+    /// none: plain MQTT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ListenerConfig {
@@ -288,13 +296,17 @@ impl Default for ListenerConfig {
             backlog: BACKLOG_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
             kind: ListenerKind::Tcp,
+            tls: None,
         }
     }
 }
 
 impl fmt::Display for ListenerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.bind, self.kind)
+        match &self.tls {
+            None => write!(f, "{} ({})", self.bind, self.kind),
+            Some(_) => write!(f, "{} ({}, tls)", self.bind, self.kind),
+        }
     }
 }
 
@@ -333,6 +345,9 @@ fn validate_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>)
             listener.max_connections,
             MAX_CONNECTIONS_MIN,
         );
+        if let Some(tls) = &listener.tls {
+            tls.validate(&format!("listener[{i}].tls"), problems);
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::future;
 
+use super::transport::Transport;
 use crate::auth::{AuthError, ConnAuth};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, Decoded, MqttString, Packet, PacketType,
@@ -43,7 +43,7 @@ impl From<AuthError> for Failure {
 /// (CONNACK >= 0x80 [MQTT-4.12.0-4]) where that applies, and the connection must close.
 pub(super) async fn authenticate(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     connect: &Connect,
     method: &MqttString,
     rbuf: &mut BytesMut,
@@ -82,7 +82,7 @@ pub(super) async fn authenticate(
 /// client-final in the client's AUTH 0x18; the server-final goes in the CONNACK.
 async fn exchange(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     connect: &Connect,
     method: &MqttString,
     rbuf: &mut BytesMut,
@@ -132,7 +132,7 @@ async fn exchange(
 
 /// The next packet from the client: from `rbuf` first, then the socket.
 async fn read_packet(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Packet, Failure> {
@@ -154,7 +154,7 @@ async fn read_packet(
 
 /// Sends a refusing CONNACK, saying why in a Reason String when the packet then still fits
 /// the client's Maximum Packet Size [MQTT-3.2.2-19], and closes.
-async fn refuse(stream: &mut TcpStream, connect: &Connect, reason: ReasonCode, why: String) {
+async fn refuse(stream: &mut Transport, connect: &Connect, reason: ReasonCode, why: String) {
     // A reason a CONNACK cannot carry (0x94 from a PUBLISH that failed to decode) becomes
     // a protocol error: no packet but AUTH or DISCONNECT belonged here anyway.
     let reason = if ReasonCode::allowed_in(PacketType::ConnAck).contains(&reason) {
@@ -184,5 +184,5 @@ async fn refuse(stream: &mut TcpStream, connect: &Connect, reason: ReasonCode, w
     if let Some(bytes) = bytes {
         let _ = stream.write_all(&bytes).await;
     }
-    let _ = stream.close().await;
+    stream.close().await;
 }

@@ -10,17 +10,17 @@
 mod authenticate;
 mod keep_alive;
 mod read;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 
 use crate::config::{MqttConfig, Redirect};
@@ -32,7 +32,9 @@ use crate::protocol::{
 use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::Shard;
+use crate::tls::TlsAcceptor;
 pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
+pub use transport::Transport;
 
 /// First read size of a connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
 const INITIAL_READ_BYTES: usize = 1024;
@@ -61,20 +63,24 @@ pub enum End {
     Closed(ReasonCode),
 }
 
-/// Serves a newly accepted socket: reads its CONNECT, then serves it here or hands it to
-/// its home shard.
+/// Serves a newly accepted socket: TLS handshake (on a TLS listener), CONNECT, then serves
+/// it here or hands it to its home shard.
 ///
 /// The CONNECT phase and the session set-up run in a boxed future that is freed once the
 /// connection is up: the future returned here is what the connection's task holds for its
 /// whole life, so it holds only the connection's state ([`Conn`], [`Io`]) and the wait.
-pub fn accept(shard: Rc<Shard>, stream: TcpStream) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream)))
+pub fn accept(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    tls: Option<Arc<TlsAcceptor>>,
+) -> impl Future<Output = ()> {
+    run(Box::pin(accept_connect(shard, stream, tls)))
 }
 
 /// Serves a connection handed over by the shard that accepted it.
 pub fn adopt(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    stream: Transport,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
@@ -96,19 +102,26 @@ async fn run(setup: Setup) {
 }
 
 /// The CONNECT phase: returns the connection if it is served on this shard.
-async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn, Io)> {
-    let peer = match stream.peer_addr() {
+async fn accept_connect(
+    shard: Rc<Shard>,
+    tcp: TcpStream,
+    tls: Option<Arc<TlsAcceptor>>,
+) -> Option<(Conn, Io)> {
+    let peer = match tcp.peer_addr() {
         Ok(p) => p,
         Err(_) => return None,
     };
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     let limits = &shard.config.limits;
     let mut rbuf = BytesMut::new();
+    // The TLS handshake and the CONNECT together must be done within the timeout.
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
+    let deadline = Instant::now() + timeout;
+    let mut stream = transport::open(&shard, tcp, tls.as_deref(), peer, timeout).await?;
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
         read_connect(&mut stream, &mut rbuf, limits.packet_bytes_max as usize),
-        timeout,
+        deadline.saturating_duration_since(Instant::now()),
     );
     // A socket still in its CONNECT phase ends at shutdown like any other.
     let stopped = async {
@@ -130,6 +143,11 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
     };
     let mut connect = connect;
     let version = connect.protocol;
+    if let Err(e) = stream.apply_cert_username(&mut connect) {
+        refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
+        tracing::info!(%peer, "refused: {e}");
+        return None;
+    }
     let mut assigned = false;
     if connect.client_id.is_empty() {
         match version {
@@ -161,16 +179,16 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         let connect = Box::new(connect);
         return start_session(shard, stream, connect, rbuf.freeze(), peer, assigned).await;
     }
-    let fd = match crate::shard::dup_fd(stream.as_raw_fd()) {
-        Ok(fd) => fd,
+    let (fd, tls) = match stream.into_handoff() {
+        Ok(parts) => parts,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot hand the connection off");
             return None;
         }
     };
-    drop(stream);
     let handoff = Handoff {
         fd,
+        tls,
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,
@@ -187,7 +205,7 @@ enum ConnectFailure {
 }
 
 async fn read_connect(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Connect, ConnectFailure> {
@@ -207,7 +225,7 @@ async fn read_connect(
 
 /// A CONNECT that does not decode: answer an unsupported protocol level with CONNACK
 /// 0x01 (v3) / 0x84 (v5) [MQTT-3.1.2-2]; close on anything else.
-async fn reject_undecodable(stream: &mut TcpStream, e: &DecodeError) {
+async fn reject_undecodable(stream: &mut Transport, e: &DecodeError) {
     if let DecodeError::UnsupportedProtocolVersion(level) = e {
         let v = if *level >= 5 {
             ProtocolVersion::V5
@@ -255,14 +273,14 @@ fn advertise_capabilities(m: &MqttConfig, props: &mut ConnAckProperties) {
 }
 
 /// Sends a refusing CONNACK and closes.
-async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
+async fn refuse(stream: &mut Transport, version: ProtocolVersion, reason: ReasonCode) {
     refuse_with(stream, version, reason, ConnAckProperties::default(), None).await;
 }
 
 /// Sends a refusing CONNACK with properties (v5 only; v3 has none), within the client's
 /// Maximum Packet Size, and closes.
 async fn refuse_with(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     version: ProtocolVersion,
     reason: ReasonCode,
     properties: ConnAckProperties,
@@ -278,7 +296,7 @@ async fn refuse_with(
     if let Ok(bytes) = packet.to_bytes(version) {
         let _ = stream.write_all(&bytes).await;
     }
-    let _ = stream.close().await;
+    stream.close().await;
 }
 
 /// Leaves out what a CONNACK can go without (Response Information, Server Reference) when
@@ -333,7 +351,7 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 /// Returns the connection ready for [`serve`].
 async fn start_session(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Transport,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
@@ -509,7 +527,7 @@ async fn start_session(
 
 /// A served connection's socket and buffers.
 struct Io {
-    stream: TcpStream,
+    stream: Transport,
     /// Bytes read and not yet decoded.
     rbuf: BytesMut,
     /// What is being written (swapped with the outbox's buffer).
@@ -616,7 +634,7 @@ async fn dispatch_buffered(
 /// Writes everything buffered for this connection, in as few writes as it takes.
 async fn flush(
     outbox: &Outbox,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     wbuf: &mut BytesMut,
 ) -> std::io::Result<()> {
     while !outbox.is_empty() {
@@ -625,12 +643,12 @@ async fn flush(
         stream.write_all(wbuf).await?;
     }
     wbuf.clear();
-    Ok(())
+    stream.flush().await
 }
 
 /// After the loop: tell a v5 client why (when the server ends it), publish the will unless
 /// the client disconnected normally, detach or end the session.
-async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
+async fn finish(conn: Conn, mut stream: Transport, end: End) {
     let reason = match &end {
         End::Error(e) => Some(e.reason_code()),
         End::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
@@ -687,5 +705,5 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     // DISCONNECT accepted must not find its will published, or its session's expiry
     // restarted, by a crash right after.
     handler::end_session(conn, will).await;
-    let _ = stream.close().await;
+    stream.close().await;
 }

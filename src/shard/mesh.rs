@@ -106,6 +106,9 @@ pub enum DataMsg {
 #[derive(Debug)]
 pub struct Handoff {
     pub fd: OwnedFd,
+    /// A TLS connection's state (keys, records not yet decrypted, the certificate's user
+    /// name): the connection goes on where it was.
+    pub tls: Option<crate::tls::TlsState>,
     pub connect: Box<Connect>,
     /// Bytes read after the CONNECT, not decoded yet.
     pub buffered: Bytes,

@@ -160,6 +160,12 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     // Derived once, so that a user's salt is the same on every shard.
     let passwords =
         Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
+    // One per TLS listener, shared by the shards; SIGHUP reloads their files.
+    let tls = tls_acceptors(&config)?;
+    let reloadable: Vec<_> = tls.iter().flatten().cloned().collect();
+    if !reloadable.is_empty() {
+        crate::tls::reload_on_sighup(reloadable.clone()).map_err(StartError::Signals)?;
+    }
     let config = Arc::new(config);
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -177,7 +183,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
         .on_all_shards(move || async move {
-            shard_main(config, passwords, shards, data, ctrl, shutdown).await
+            shard_main(config, passwords, tls, shards, data, ctrl, shutdown).await
         })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
@@ -189,6 +195,10 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             Err(e) => Some(e.to_string()),
         })
         .collect();
+    for a in &reloadable {
+        let (done, failed) = a.counts();
+        tracing::info!(listener = %a.bind(), handshakes = done, handshakes_failed = failed, "tls");
+    }
     if errors.is_empty() {
         tracing::info!("stopped");
         Ok(())
@@ -197,9 +207,32 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     }
 }
 
+/// A [`TlsAcceptor`](crate::tls::TlsAcceptor) for each listener with a `tls` table, by
+/// listener index.
+fn tls_acceptors(config: &Config) -> Result<Vec<Option<Arc<crate::tls::TlsAcceptor>>>, StartError> {
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            l.tls
+                .as_ref()
+                .map(|t| {
+                    crate::tls::TlsAcceptor::new(l.bind, t)
+                        .map(Arc::new)
+                        .map_err(|source| StartError::Tls {
+                            addr: l.bind,
+                            source,
+                        })
+                })
+                .transpose()
+        })
+        .collect()
+}
+
 async fn shard_main(
     config: Arc<Config>,
     passwords: Arc<crate::auth::PasswordStore>,
+    tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
@@ -303,7 +336,7 @@ async fn shard_main(
             }
         }
     }
-    for listener in &config.listeners {
+    for (listener, tls) in config.listeners.iter().zip(tls) {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
         // SAFETY: the fd comes from a socket we just bound and listened on, and
@@ -313,6 +346,7 @@ async fn shard_main(
             shard.clone(),
             l,
             listener.max_connections as usize,
+            tls,
         ))
         .detach();
     }
@@ -376,7 +410,12 @@ pub async fn with_timeout<T>(
     .await
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    max_connections: usize,
+    tls: Option<Arc<crate::tls::TlsAcceptor>>,
+) {
     let shutdown = shard.shutdown.clone();
     let live = Rc::new(std::cell::Cell::new(0usize));
     loop {
@@ -399,7 +438,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 // Boxed once: every wrapper below (isolate, this block, the gate's own)
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
-                let connection = Box::pin(crate::connection::accept(s, stream));
+                let connection = Box::pin(crate::connection::accept(s, stream, tls.clone()));
                 let task = shard.connections.spawn(async move {
                     isolate(connection).await;
                     l.set(l.get() - 1);
@@ -515,9 +554,7 @@ impl Shard {
     async fn on_control(self: &Rc<Self>, msg: CtrlMsg) {
         match msg {
             CtrlMsg::Handoff(h) => {
-                // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`; the
-                // glommio stream takes that ownership.
-                let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+                let stream = crate::connection::Transport::adopt(h.fd, h.tls);
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
                     shard, stream, h.connect, h.buffered, h.peer,

@@ -48,6 +48,13 @@ pub enum StartError {
     Executors(String),
     #[error("cannot derive the [auth] users' credentials: no random salt from the OS: {0}")]
     Auth(getrandom::Error),
+    #[error("listener {addr}: tls.{source}")]
+    Tls {
+        addr: SocketAddr,
+        source: crate::tls::TlsError,
+    },
+    #[error("cannot install the SIGHUP handler that reloads TLS files: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Probes io_uring with a raw `io_uring_setup` so that a kernel without it (or a seccomp

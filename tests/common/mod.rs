@@ -547,8 +547,9 @@ fn fresh_dir() -> PathBuf {
 }
 
 /// A port the kernel just had free, never handed out twice in this process (brokers of
-/// parallel tests would otherwise share a port: ringmq binds with SO_REUSEPORT).
-fn free_port() -> u16 {
+/// parallel tests would otherwise share a port: ringmq binds with SO_REUSEPORT). Tests that
+/// give a broker a second listener take its port from here.
+pub fn free_port() -> u16 {
     static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
