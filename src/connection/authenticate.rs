@@ -90,7 +90,8 @@ async fn exchange(
     let user_name = connect.username.as_ref().map(MqttString::as_str);
     let data = connect.properties.authentication_data.as_ref();
     // 0x8C for another method [MQTT-4.12.0-1].
-    let (mut auth, reply) = ConnAuth::start(&shard.passwords, method, data, user_name)?;
+    let security = shard.security.borrow().clone();
+    let (mut auth, reply) = ConnAuth::start(&security.scram, method, data, user_name)?;
     let bytes = Packet::Auth(reply)
         .to_bytes(ProtocolVersion::V5)
         .map_err(|e| Failure::Refused(ReasonCode::UnspecifiedError, e.to_string()))?;

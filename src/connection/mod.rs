@@ -9,6 +9,7 @@
 
 mod authenticate;
 mod keep_alive;
+mod login;
 mod read;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::auth::Principal;
 use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
 use crate::protocol::{
@@ -78,9 +80,10 @@ pub fn adopt(
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
+    principal: Principal,
 ) -> impl Future<Output = ()> {
     run(Box::pin(start_session(
-        shard, stream, connect, buffered, peer, false,
+        shard, stream, connect, buffered, peer, false, principal,
     )))
 }
 
@@ -156,10 +159,40 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
         return None;
     }
+    // User Name and Password (off this shard's loop; a failure is delayed).
+    let checked = future::or(
+        async { Some(login::login(&shard, &connect, peer.ip()).await) },
+        async {
+            shutdown.wait().await;
+            None
+        },
+    );
+    let principal = match checked.await {
+        Some(Ok(p)) => p,
+        Some(Err(refused)) => {
+            refuse(&mut stream, version, refused.reason()).await;
+            tracing::info!(
+                %peer, client_id = %connect.client_id,
+                user = connect.username.as_ref().map(MqttString::as_str),
+                reason = ?refused.reason(), "refused: {refused:?}"
+            );
+            return None;
+        }
+        None => return None,
+    };
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
-        return start_session(shard, stream, connect, rbuf.freeze(), peer, assigned).await;
+        return start_session(
+            shard,
+            stream,
+            connect,
+            rbuf.freeze(),
+            peer,
+            assigned,
+            principal,
+        )
+        .await;
     }
     let fd = match crate::shard::dup_fd(stream.as_raw_fd()) {
         Ok(fd) => fd,
@@ -174,6 +207,7 @@ async fn accept_connect(shard: Rc<Shard>, mut stream: TcpStream) -> Option<(Conn
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,
+        principal,
     };
     if shard.hand_off(home, handoff).await.is_err() {
         tracing::warn!(%peer, %home, "home shard is gone; connection dropped");
@@ -334,10 +368,11 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 async fn start_session(
     shard: Rc<Shard>,
     mut stream: TcpStream,
-    connect: Box<Connect>,
+    mut connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
+    mut principal: Principal,
 ) -> Option<(Conn, Io)> {
     let version = connect.protocol;
     // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
@@ -349,6 +384,14 @@ async fn start_session(
         ),
         None => None,
     };
+    let security = shard.security.borrow().clone();
+    if let Some(a) = &authenticated {
+        let user = a.auth.username();
+        principal = Principal {
+            user: Some(Arc::from(user)),
+            credential: security.scram_credential(user),
+        };
+    }
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
@@ -384,6 +427,16 @@ async fn start_session(
             .borrow_mut()
             .insert(Session::new(client_id.clone(), shard.session_limits)),
     };
+    let user = principal.user.clone();
+    let mut access = security.access_for(principal, &client_id);
+    // A will on a topic the client may not publish to is never published.
+    if let (Some(w), Some(a)) = (&connect.will, access.as_mut()) {
+        if !a.may_write(w.topic.as_str()) {
+            tracing::info!(client_id = %client_id, topic = %w.topic, "will dropped: the ACL does not let this client write its topic");
+            connect.will = None;
+        }
+    }
+    session.borrow_mut().access = access;
     let p = &connect.properties;
     session.borrow_mut().expiry_secs = match version {
         ProtocolVersion::V5 => p.session_expiry_interval.unwrap_or(0),
@@ -471,7 +524,7 @@ async fn start_session(
         shard.share_online(key, &session, true).await;
     }
     tracing::info!(
-        client_id = %client_id, %peer, shard = %shard.id, %version,
+        client_id = %client_id, %peer, shard = %shard.id, %version, user = user.as_deref(),
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
     );
     let session_expiry_at_connect = p.session_expiry_interval.unwrap_or(0);
@@ -675,6 +728,8 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     }
     let will = match &end {
         End::Disconnected { will } => *will,
+        // Its credentials were revoked (a reload): nothing more is done on its behalf.
+        End::Closed(ReasonCode::NotAuthorized) => false,
         _ => true,
     };
     match &end {

@@ -4,6 +4,7 @@
 
 pub mod mesh;
 pub mod pushback;
+mod reload;
 mod restore;
 pub mod runtime;
 pub mod share;
@@ -116,8 +117,11 @@ pub struct Shard {
     pub id: ShardId,
     pub count: usize,
     pub config: Arc<Config>,
-    /// Users of enhanced authentication (`[auth]`), shared by every shard.
-    pub passwords: Arc<crate::auth::PasswordStore>,
+    /// Who may connect and what each client may do: this shard's copy of the current
+    /// snapshot (replaced on SIGHUP, see `reload.rs`).
+    pub security: RefCell<Arc<crate::auth::Security>>,
+    /// Password checks (threads shared by every shard) and failed logins per address.
+    pub verifier: Arc<crate::auth::verify::Verifier>,
     pub session_limits: SessionLimits,
     pub sessions: RefCell<Sessions>,
     subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
@@ -157,9 +161,14 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         runtime::check_port_free(l.bind)?;
     }
     let (shards, placement) = runtime::placement(&config.runtime)?;
-    // Derived once, so that a user's salt is the same on every shard.
-    let passwords =
-        Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
+    // Read once for every shard; SIGHUP reads the files again (`reload_steps`).
+    let security = crate::auth::SecurityCell::new(
+        crate::auth::Security::load(&config.auth).map_err(StartError::Auth)?,
+    );
+    let verifier = crate::auth::verify::Verifier::start(&config.auth)
+        .map_err(|e| StartError::Executors(format!("cannot start the password checks: {e}")))?;
+    runtime::reload_on_sighup(reload::steps(&config, &security, shards))
+        .map_err(|e| StartError::Executors(format!("cannot install the SIGHUP handler: {e}")))?;
     let config = Arc::new(config);
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -177,7 +186,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
         .on_all_shards(move || async move {
-            shard_main(config, passwords, shards, data, ctrl, shutdown).await
+            shard_main(config, security, verifier, shards, data, ctrl, shutdown).await
         })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
@@ -199,7 +208,8 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 
 async fn shard_main(
     config: Arc<Config>,
-    passwords: Arc<crate::auth::PasswordStore>,
+    security: Arc<crate::auth::SecurityCell>,
+    verifier: Arc<crate::auth::verify::Verifier>,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
@@ -253,6 +263,8 @@ async fn shard_main(
         .map(|(index, _, _)| crate::persist::shard_dir(&st.data_dir, *index))
         .collect();
     let limits = &config.limits;
+    // The generation this shard starts from: a SIGHUP from now on is followed.
+    let (snapshot, generation) = security.current();
     let shard = Rc::new(Shard {
         id,
         count,
@@ -263,7 +275,8 @@ async fn shard_main(
             pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
-        passwords,
+        security: RefCell::new(snapshot),
+        verifier,
         sessions: RefCell::default(),
         subs: RefCell::default(),
         filter_refs: RefCell::default(),
@@ -316,6 +329,7 @@ async fn shard_main(
         ))
         .detach();
     }
+    glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
     tracing::debug!(shard = %id, "serving");
@@ -520,7 +534,12 @@ impl Shard {
                 let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
-                    shard, stream, h.connect, h.buffered, h.peer,
+                    shard,
+                    stream,
+                    h.connect,
+                    h.buffered,
+                    h.peer,
+                    h.principal,
                 ));
                 if let Ok(t) = self.connections.spawn(isolate(connection)) {
                     t.detach();
@@ -897,6 +916,11 @@ impl Shard {
                 continue;
             };
             let mut session = s.borrow_mut();
+            // The ACL, per message: a wildcard subscription gets only what its client may
+            // read (a cached decision per session and topic).
+            if !session.may_read(message.topic.as_str()) {
+                continue;
+            }
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
                 if let (Some(p), Some(no)) = (
@@ -962,6 +986,9 @@ impl Shard {
     /// the session is persistent and the QoS is 1 or 2.
     pub fn deliver_to(&self, session: &RefCell<Session>, delivery: Delivery) {
         let mut s = session.borrow_mut();
+        if !s.may_read(delivery.message.topic.as_str()) {
+            return;
+        }
         if delivery.qos == QoS::AtMostOnce || !s.is_durable() {
             s.deliver(delivery);
             return;
