@@ -41,30 +41,35 @@ impl SecurityFiles {
 
     /// Writes the password file anew with `users` (name, password).
     pub fn passwords(&self, users: &[(&str, &str)]) {
-        let path = self.passwd_path();
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(self.passwd_path());
         for (i, (user, password)) in users.iter().enumerate() {
-            let create = i == 0;
-            if is_mosquitto() {
-                let mut cmd = Command::new("mosquitto_passwd");
-                if create {
-                    cmd.arg("-c");
-                }
-                let out = cmd
-                    .arg("-b")
-                    .arg(&path)
-                    .arg(user)
-                    .arg(password)
-                    .output()
-                    .expect("run mosquitto_passwd");
-                assert!(out.status.success(), "mosquitto_passwd: {out:?}");
-            } else {
-                let mut args = vec![];
-                if create {
-                    args.push("-c");
-                }
-                passwd(&path, &args, user, Some(password));
+            self.set_password(user, password, i == 0);
+        }
+    }
+
+    /// Adds `user` to the password file, or changes its password; the other lines stay.
+    pub fn add_user(&self, user: &str, password: &str) {
+        self.set_password(user, password, false);
+    }
+
+    fn set_password(&self, user: &str, password: &str, create: bool) {
+        let path = self.passwd_path();
+        if is_mosquitto() {
+            let mut cmd = Command::new("mosquitto_passwd");
+            if create {
+                cmd.arg("-c");
             }
+            let out = cmd
+                .arg("-b")
+                .arg(&path)
+                .arg(user)
+                .arg(password)
+                .output()
+                .expect("run mosquitto_passwd");
+            assert!(out.status.success(), "mosquitto_passwd: {out:?}");
+        } else {
+            let args: &[&str] = if create { &["-c"] } else { &[] };
+            passwd(&path, args, user, Some(password));
         }
     }
 
