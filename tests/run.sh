@@ -14,6 +14,12 @@ case "$broker" in
     *) echo "RINGMQ_TEST_BROKER=$broker: expected ringmq or mosquitto" >&2; exit 2 ;;
 esac
 
+# The Mosquitto command-line clients: tests/broker_auth.rs logs in with mosquitto_pub/sub.
+if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients
+fi
+
 # The Python suite's environment: paho-mqtt 2.x and pytest in .venv.
 if ! .venv/bin/python -c 'import paho.mqtt, pytest' 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
