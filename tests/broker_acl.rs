@@ -383,3 +383,33 @@ topic read #
     admin.expect_nothing(QUIET);
     everyone.expect_nothing(QUIET);
 }
+
+// A persistent session keeps the user its client logged in as across a restart: messages
+// queued for it while it is away, after the restart, are filtered by that user's rules
+// (the user is logged with the session), not by the anonymous section.
+fn offline_queue_filtered_after_restart(v: ProtocolVersion) {
+    if skip_unless_ringmq("the harness runs Mosquitto without persistence") {
+        return;
+    }
+    let files = SecurityFiles::new();
+    files.acl(ACL);
+    let mut broker = Broker::start(files.options(false, true, "", ""));
+    let mut c = connect_persistent(v, "alice-p");
+    c.username = Some(mqtt_str("alice"));
+    let mut alice = Client::connect(broker.addr(), c);
+    alice.subscribe_one("sensors/#", qos(1));
+    alice.disconnect();
+    broker.stop();
+    broker.restart();
+    let mut bob = user(&broker, v, "bob-1", "bob");
+    bob.publish("sensors/secret/a", b"no", qos(1));
+    bob.publish("sensors/b", b"yes", qos(1));
+    let mut back = connect_persistent(v, "alice-p");
+    back.username = Some(mqtt_str("alice"));
+    let mut alice = Client::connect(broker.addr(), back);
+    assert!(alice.session_present());
+    expect_message(&mut alice, "sensors/b", "yes");
+    alice.expect_nothing(QUIET);
+}
+
+test_versions!(offline_queue_filtered_after_restart => restarted_offline_session_keeps_its_user_v311_ringmq_only, restarted_offline_session_keeps_its_user_v5_ringmq_only);

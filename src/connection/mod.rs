@@ -500,6 +500,12 @@ async fn start_session(
                 expiry_secs,
                 client_id: client_id.clone(),
             });
+            // Who it is, so that the ACL filters its queue while it is away, restarts
+            // included.
+            s.journal(crate::persist::state::StateRecord::SessionUser {
+                no,
+                user: user.clone(),
+            });
         }
         // A will still pending from the last connection is not sent [MQTT-3.1.3-9]; this
         // connection's is logged (durable sessions), so that a crash publishes it.
