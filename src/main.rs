@@ -78,11 +78,13 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => {
             // The password and ACL files it names are read too.
-            let checked = Config::load(Some(&file)).map_err(|e| e.to_string()).and_then(|c| {
-                ringmq::auth::Security::load(&c.auth)
-                    .map(|_| ())
-                    .map_err(|e| format!("[auth]: {e}"))
-            });
+            let checked = Config::load(Some(&file))
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    ringmq::auth::Security::load(&c.auth)
+                        .map(|_| ())
+                        .map_err(|e| format!("[auth]: {e}"))
+                });
             match checked {
                 Ok(()) => {
                     println!("ok");

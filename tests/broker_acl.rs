@@ -104,7 +104,10 @@ fn read_only_topic_publish_gets_0x87_v5_ringmq_only() {
             Packet::PubRec(a) if q == QoS::ExactlyOnce => a,
             other => panic!("expected the ack of a QoS {q:?} PUBLISH, got {other:?}"),
         };
-        assert_eq!((ack.packet_id.get(), ack.reason), (id, ReasonCode::NotAuthorized));
+        assert_eq!(
+            (ack.packet_id.get(), ack.reason),
+            (id, ReasonCode::NotAuthorized)
+        );
     }
     alice.expect_nothing(QUIET);
     alice.ping();
@@ -147,7 +150,12 @@ fn deny_filters_a_wildcard_subscription(v: ProtocolVersion) {
     let mut alice = user(&broker, v, "alice-1", "alice");
     alice.subscribe_one("sensors/#", qos(0));
     let mut bob = user(&broker, v, "bob-1", "bob");
-    for t in ["sensors/secret/key", "sensors/a", "sensors/secret", "sensors/secret/x/y"] {
+    for t in [
+        "sensors/secret/key",
+        "sensors/a",
+        "sensors/secret",
+        "sensors/secret/x/y",
+    ] {
         bob.publish(t, t.as_bytes(), qos(0));
     }
     expect_message(&mut alice, "sensors/a", "sensors/a");
@@ -240,10 +248,14 @@ fn refused_filters(v: ProtocolVersion) {
         ("$share/g/sensors/+", qos(1)),
     ]);
     let failed = if v == V5 { 0x87 } else { 0x80 };
-    let codes: Vec<u8> = ack.reasons.iter().map(|r| match v {
-        ProtocolVersion::V5 => r.value(),
-        _ => r.to_v3_suback(),
-    }).collect();
+    let codes: Vec<u8> = ack
+        .reasons
+        .iter()
+        .map(|r| match v {
+            ProtocolVersion::V5 => r.value(),
+            _ => r.to_v3_suback(),
+        })
+        .collect();
     assert_eq!(codes, [0x01, failed, failed, 0x02, failed, 0x01]);
     if v == V5 {
         // A reason string says why (Request Problem Information defaults to 1).
@@ -276,12 +288,16 @@ fn will_needs_write_access(v: ProtocolVersion) {
     // Anonymous clients may not write wills/...
     let mut denied = connect(v, "dev9");
     denied.will = Some(will("wills/dev9", b"gone", qos(0), false));
-    Client::connect(broker.addr(), denied).into_raw().drop_connection();
+    Client::connect(broker.addr(), denied)
+        .into_raw()
+        .drop_connection();
     alice.expect_nothing(QUIET);
     // ... but may write inbox/anon.
     let mut allowed = connect(v, "dev8");
     allowed.will = Some(will("inbox/anon", b"dev8 gone", qos(0), false));
-    Client::connect(broker.addr(), allowed).into_raw().drop_connection();
+    Client::connect(broker.addr(), allowed)
+        .into_raw()
+        .drop_connection();
     expect_message(&mut alice, "inbox/anon", "dev8 gone");
 }
 
@@ -357,7 +373,8 @@ fn dollar_sys_readable_only_where_granted_v5_ringmq_only() {
         return;
     }
     let files = SecurityFiles::new();
-    files.acl("user admin
+    files.acl(
+        "user admin
 topic read $SYS/#
 topic read #
                user ops
@@ -365,7 +382,8 @@ topic write $SYS/health
 topic write #
                user everyone
 topic read #
-");
+",
+    );
     let broker = Broker::start(files.options(false, true, "", ""));
     let mut admin = user(&broker, V5, "admin-1", "admin");
     admin.subscribe_one("$SYS/#", qos(0));

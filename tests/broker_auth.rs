@@ -84,7 +84,11 @@ fn anonymous_refused_by_default(v: ringmq::protocol::ProtocolVersion) {
     let files = SecurityFiles::new();
     let broker = broker_with_users(&files, "", "");
     let mut c = send_connect(&broker, connect(v, "anon"));
-    c.expect_bytes(if v == V5 { "20 03 00 87 00" } else { "20 02 00 05" });
+    c.expect_bytes(if v == V5 {
+        "20 03 00 87 00"
+    } else {
+        "20 02 00 05"
+    });
     c.expect_closed(CLOSE);
 }
 
@@ -186,17 +190,28 @@ fn repeated_failures_block_the_address_v311_v5_ringmq_only() {
         let mut c = send_connect(&broker, connect_as(V5, "c", Some("alice"), Some("guess")));
         c.expect_bytes("20 03 00 86 00");
     }
-    let mut c = send_connect(&broker, connect_as(V5, "c", Some("alice"), Some("wonderland")));
+    let mut c = send_connect(
+        &broker,
+        connect_as(V5, "c", Some("alice"), Some("wonderland")),
+    );
     c.expect_bytes("20 03 00 9F 00");
     c.expect_closed(CLOSE);
-    let mut c = send_connect(&broker, connect_as(V311, "c", Some("alice"), Some("wonderland")));
+    let mut c = send_connect(
+        &broker,
+        connect_as(V311, "c", Some("alice"), Some("wonderland")),
+    );
     c.expect_bytes("20 02 00 03");
     c.expect_closed(CLOSE);
     // 127.0.0.2 is another address (the whole of 127.0.0.0/8 is local).
     let other: IpAddr = "127.0.0.2".parse().expect("address");
     let mut c = RawClient::connect_from(broker.addr(), other);
     c.send_packet(
-        &Packet::Connect(Box::new(connect_as(V311, "c", Some("alice"), Some("wonderland")))),
+        &Packet::Connect(Box::new(connect_as(
+            V311,
+            "c",
+            Some("alice"),
+            Some("wonderland"),
+        ))),
         V311,
     );
     c.expect_bytes("20 02 00 00");
@@ -231,8 +246,22 @@ fn mosquitto_clients_log_in_with_user_and_password_v311_v5() {
         let (code, out) = mosquitto_client(
             "mosquitto_pub",
             &[
-                "-h", "127.0.0.1", "-p", &port, "-V", version, "-u", "alice", "-P",
-                "wonderland", "-t", &topic, "-m", "hi", "-q", "1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                version,
+                "-u",
+                "alice",
+                "-P",
+                "wonderland",
+                "-t",
+                &topic,
+                "-m",
+                "hi",
+                "-q",
+                "1",
             ],
         );
         assert_eq!(code, 0, "{version}: {out}");
@@ -241,8 +270,22 @@ fn mosquitto_clients_log_in_with_user_and_password_v311_v5() {
         let (code, out) = mosquitto_client(
             "mosquitto_pub",
             &[
-                "-h", "127.0.0.1", "-p", &port, "-V", version, "-u", "alice", "-P", "nope",
-                "-t", &topic, "-m", "no", "-q", "1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                version,
+                "-u",
+                "alice",
+                "-P",
+                "nope",
+                "-t",
+                &topic,
+                "-m",
+                "no",
+                "-q",
+                "1",
             ],
         );
         let expected = match (is_mosquitto(), version) {
@@ -261,8 +304,20 @@ fn mosquitto_clients_log_in_with_user_and_password_v311_v5() {
         mosquitto_client(
             "mosquitto_sub",
             &[
-                "-h", "127.0.0.1", "-p", &port, "-u", "alice", "-P", password, "-t",
-                "cli/retained", "-C", "1", "-W", "5",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-u",
+                "alice",
+                "-P",
+                password,
+                "-t",
+                "cli/retained",
+                "-C",
+                "1",
+                "-W",
+                "5",
             ],
         )
     };

@@ -105,7 +105,10 @@ fn acl_change_changes_delivery(v: ProtocolVersion) {
     let mut bob = Client::connect(broker.addr(), connect_as(v, "bob-1", Some("bob"), None));
     bob.publish("sensors/secret/a", b"before", qos(0));
     let got = alice.recv_message();
-    assert_eq!(message(&got), ("sensors/secret/a".to_owned(), "before".to_owned()));
+    assert_eq!(
+        message(&got),
+        ("sensors/secret/a".to_owned(), "before".to_owned())
+    );
     files.acl(
         "user alice\ntopic read sensors/#\ntopic deny sensors/secret/#\n\
          user bob\ntopic write sensors/#\n",
@@ -143,5 +146,8 @@ fn reload_bad_file_keeps_the_previous_one_v311_ringmq_only() {
     let mut publisher = Client::connect(broker.addr(), connect(V311, "pub"));
     publisher.publish("a/x", b"old rules hold", qos(0));
     let got = sub.recv_message();
-    assert_eq!(message(&got), ("a/x".to_owned(), "old rules hold".to_owned()));
+    assert_eq!(
+        message(&got),
+        ("a/x".to_owned(), "old rules hold".to_owned())
+    );
 }

@@ -291,7 +291,11 @@ fn passwd_creates_adds_changes_and_deletes_users() {
     let f = file.to_str().unwrap();
     let out = passwd(&["-c", f, "alice"], "wonderland\n");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("added user \"alice\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("added user \"alice\""),
+        "{}",
+        stderr(&out)
+    );
     // The password is never shown.
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(!shown.contains("wonderland"), "{shown}");
@@ -299,7 +303,11 @@ fn passwd_creates_adds_changes_and_deletes_users() {
     assert_eq!(mode, 0o600);
     let first = lines(&file);
     assert_eq!(first.len(), 1);
-    assert!(first[0].starts_with("alice:$argon2id$v=19$"), "{}", first[0]);
+    assert!(
+        first[0].starts_with("alice:$argon2id$v=19$"),
+        "{}",
+        first[0]
+    );
     assert!(!first[0].contains("wonderland"));
 
     assert_eq!(passwd(&[f, "bob"], "builder\r\n").status.code(), Some(0));
@@ -307,7 +315,10 @@ fn passwd_creates_adds_changes_and_deletes_users() {
     assert!(stderr(&out).contains("changed the password of \"alice\""));
     let now = lines(&file);
     assert_eq!(now.len(), 2);
-    assert!(now[0].starts_with("alice:") && now[0] != first[0], "changed in place");
+    assert!(
+        now[0].starts_with("alice:") && now[0] != first[0],
+        "changed in place"
+    );
     assert!(now[1].starts_with("bob:"));
 
     let out = passwd(&["-D", f, "alice"], "");
@@ -315,7 +326,10 @@ fn passwd_creates_adds_changes_and_deletes_users() {
     let left = lines(&file);
     assert_eq!(left, [now[1].clone()]);
     // No temporary file is left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["passwd"]);
 }
 
@@ -324,7 +338,10 @@ fn passwd_scram_adds_scram_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("passwd");
     let f = file.to_str().unwrap();
-    let out = passwd(&["-c", "--scram", "--scram-iterations", "8192", f, "alice"], "x\n");
+    let out = passwd(
+        &["-c", "--scram", "--scram-iterations", "8192", f, "alice"],
+        "x\n",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = &lines(&file)[0];
     let scram = line.rsplit(':').next().unwrap();
@@ -339,25 +356,45 @@ fn passwd_refuses_bad_requests_exit_1() {
     let f = file.to_str().unwrap();
     let out = passwd(&[f, "alice"], "x\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("does not exist (use -c to create it)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not exist (use -c to create it)"),
+        "{}",
+        stderr(&out)
+    );
     let out = passwd(&["-c", f, "al:ice"], "x\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot contain ':'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot contain ':'"),
+        "{}",
+        stderr(&out)
+    );
     let out = passwd(&["-c", f, "alice"], "\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("the password is empty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the password is empty"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!file.exists(), "nothing written on failure");
     assert_eq!(passwd(&["-c", f, "alice"], "x\n").status.code(), Some(0));
     let out = passwd(&["-D", f, "bob"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("user \"bob\" is not in"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("user \"bob\" is not in"),
+        "{}",
+        stderr(&out)
+    );
     // -c and -D together is a usage error.
     assert_eq!(passwd(&["-c", "-D", f, "alice"], "").status.code(), Some(2));
     // A file that is not a password file is not overwritten.
     std::fs::write(&file, "not a password file\n").unwrap();
     let out = passwd(&[f, "alice"], "x\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("line 1: expected USER:HASH"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("line 1: expected USER:HASH"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(lines(&file), ["not a password file"]);
 }
 
@@ -380,7 +417,10 @@ fn check_config_reads_the_password_and_acl_files() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("password file"), "{err}");
-    assert!(err.contains("line 1: the hash is not a PHC string"), "{err}");
+    assert!(
+        err.contains("line 1: the hash is not a PHC string"),
+        "{err}"
+    );
     std::fs::remove_file(&passwd_file).unwrap();
     let out = passwd(&["-c", passwd_file.to_str().unwrap(), "alice"], "x\n");
     assert_eq!(out.status.code(), Some(0));

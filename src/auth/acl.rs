@@ -100,7 +100,9 @@ impl Acl {
 
     /// Number of `topic` and `pattern` rules.
     pub fn rule_count(&self) -> usize {
-        self.anonymous.len() + self.patterns.len() + self.users.values().map(Vec::len).sum::<usize>()
+        self.anonymous.len()
+            + self.patterns.len()
+            + self.users.values().map(Vec::len).sum::<usize>()
     }
 
     /// The rules of a client: its user's section (or the anonymous one) and the patterns,
@@ -178,7 +180,9 @@ fn check_filter(filter: &str) -> Result<(), String> {
             ));
         }
         if level.contains('+') && level != "+" {
-            return Err(format!("topic filter {filter:?}: `+` must be a whole level"));
+            return Err(format!(
+                "topic filter {filter:?}: `+` must be a whole level"
+            ));
         }
     }
     Ok(())
@@ -288,8 +292,10 @@ mod tests {
 
     #[test]
     fn access_words_and_the_default() {
-        let a = acl("topic read r/#\ntopic write w/#\ntopic readwrite rw/#\ntopic both/#\n\
-                     topic deny rw/secret\n");
+        let a = acl(
+            "topic read r/#\ntopic write w/#\ntopic readwrite rw/#\ntopic both/#\n\
+                     topic deny rw/secret\n",
+        );
         let r = a.rules_for(None, "c");
         assert!(r.allows("r/x", READ) && !r.allows("r/x", WRITE));
         assert!(r.allows("w/x", WRITE) && !r.allows("w/x", READ));
@@ -305,21 +311,32 @@ mod tests {
         assert!(!a.rules_for(None, "c").allows("a/b", READ));
         assert!(a.rules_for(None, "c").allows("a/c", READ));
         let u = a.rules_for(Some("u"), "c");
-        assert!(!u.allows("a/u", READ), "a pattern's deny beats the section's grant");
-        assert!(u.allows("a/b", READ), "the anonymous deny is not the user's");
+        assert!(
+            !u.allows("a/u", READ),
+            "a pattern's deny beats the section's grant"
+        );
+        assert!(
+            u.allows("a/b", READ),
+            "the anonymous deny is not the user's"
+        );
     }
 
     #[test]
     fn sections_belong_to_their_user_only() {
-        let a = acl("topic read anon/#\nuser alice\ntopic read alice/#\nuser bob\ntopic bob/#\n\
-                     user alice\ntopic write more/#\n");
+        let a = acl(
+            "topic read anon/#\nuser alice\ntopic read alice/#\nuser bob\ntopic bob/#\n\
+                     user alice\ntopic write more/#\n",
+        );
         let anon = a.rules_for(None, "c");
         assert!(anon.allows("anon/x", READ) && !anon.allows("alice/x", READ));
         let alice = a.rules_for(Some("alice"), "c");
         assert!(alice.allows("alice/x", READ) && alice.allows("more/x", WRITE));
         assert!(!alice.allows("anon/x", READ) && !alice.allows("bob/x", READ));
         let carol = a.rules_for(Some("carol"), "c");
-        assert!(!carol.allows("anon/x", READ), "a named user without a section has none");
+        assert!(
+            !carol.allows("anon/x", READ),
+            "a named user without a section has none"
+        );
     }
 
     #[test]
@@ -330,7 +347,10 @@ mod tests {
         assert!(!r.allows("dev/sensor2/out", WRITE));
         assert!(r.allows("home/alice/x", READ) && !r.allows("home/bob/x", READ));
         let anon = a.rules_for(None, "sensor1");
-        assert!(anon.allows("dev/sensor1/out", WRITE), "patterns apply to anonymous too");
+        assert!(
+            anon.allows("dev/sensor1/out", WRITE),
+            "patterns apply to anonymous too"
+        );
         assert!(!anon.allows("home/%u/x", READ), "but not those naming %u");
         // Wildcards or levels in the id or name do not widen a pattern.
         assert!(!a.rules_for(Some("alice"), "#").allows("dev/x/out", WRITE));
@@ -354,7 +374,8 @@ mod tests {
 
     #[test]
     fn subscriptions_are_granted_when_some_topic_is_readable() {
-        let r = acl("topic read a/#\ntopic deny a/secret/#\ntopic write w/x\n").rules_for(None, "c");
+        let r =
+            acl("topic read a/#\ntopic deny a/secret/#\ntopic write w/x\n").rules_for(None, "c");
         assert!(r.allows_subscription("#"));
         assert!(r.allows_subscription("+/b"));
         assert!(r.allows_subscription("a"));

@@ -405,7 +405,10 @@ mod tests {
         }
         let twice = format!("u:{good}\nu:{good}\n");
         let err = PasswordFile::parse(&twice).unwrap_err();
-        assert_eq!((err.line, err.what.as_str()), (2, "user \"u\" appears twice"));
+        assert_eq!(
+            (err.line, err.what.as_str()),
+            (2, "user \"u\" appears twice")
+        );
         let scram = format!("u:{good}:SCRAM-SHA-256$100$c2FsdA==$AA==$AA==\n");
         let err = PasswordFile::parse(&scram).unwrap_err();
         assert!(err.what.contains("below 4096"), "{err}");

@@ -50,8 +50,8 @@ pub fn run(req: &PasswdRequest) -> Result<String, String> {
         format!("deleted user {:?}", req.user)
     } else {
         let password = read_password()?;
-        let entry = hash_password(password.as_bytes(), req.scram_iterations)
-            .map_err(|e| e.to_string())?;
+        let entry =
+            hash_password(password.as_bytes(), req.scram_iterations).map_err(|e| e.to_string())?;
         let existed = file.get(&req.user).is_some();
         file.set(&req.user, entry);
         if existed {
@@ -68,10 +68,7 @@ pub fn run(req: &PasswdRequest) -> Result<String, String> {
 fn read(path: &Path) -> Result<PasswordFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "{} does not exist (use -c to create it)",
-                path.display()
-            )
+            format!("{} does not exist (use -c to create it)", path.display())
         } else {
             format!("cannot read {}: {e}", path.display())
         }
@@ -83,8 +80,7 @@ fn read(path: &Path) -> Result<PasswordFile, String> {
 fn read_password() -> Result<String, String> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
-        let again =
-            rpassword::prompt_password("Reenter password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Reenter password: ").map_err(|e| e.to_string())?;
         if first != again {
             return Err("the passwords do not match".into());
         }

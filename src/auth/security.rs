@@ -439,9 +439,16 @@ mod tests {
         let config = config_with(dir.path(), None, Some("topic read a\nbogus line\n"));
         let err = Security::load(&config).unwrap_err().to_string();
         assert!(err.starts_with("ACL file "), "{err}");
-        assert!(err.ends_with("acl line 2: unknown statement \"bogus\": expected `topic`, `user` or `pattern`"), "{err}");
-        let mut missing = AuthConfig::default();
-        missing.password_file = dir.path().join("absent");
+        assert!(
+            err.ends_with(
+                "acl line 2: unknown statement \"bogus\": expected `topic`, `user` or `pattern`"
+            ),
+            "{err}"
+        );
+        let missing = AuthConfig {
+            password_file: dir.path().join("absent"),
+            ..AuthConfig::default()
+        };
         let err = Security::load(&missing).unwrap_err().to_string();
         assert!(err.starts_with("cannot read password file "), "{err}");
     }
@@ -456,7 +463,10 @@ mod tests {
         assert!(access.may_read("a/1"));
         assert!(!access.may_write("a/1"));
         assert!(access.may_write("w") && !access.may_read("w"));
-        assert!(access.may_read("a/2"), "the cache was emptied when full, not wrong");
+        assert!(
+            access.may_read("a/2"),
+            "the cache was emptied when full, not wrong"
+        );
         assert!(!access.may_read("b"));
         let cache = &access.acl.as_ref().unwrap().cache;
         assert!(cache.len() <= 2);

@@ -41,7 +41,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,9 +129,9 @@ impl FailedLogins {
     }
 
     pub fn is_blocked(&self, addr: IpAddr, now: Instant) -> bool {
-        self.by_addr
-            .get(&key(addr))
-            .is_some_and(|(first, n)| now.duration_since(*first) < self.window && *n >= self.max_failures)
+        self.by_addr.get(&key(addr)).is_some_and(|(first, n)| {
+            now.duration_since(*first) < self.window && *n >= self.max_failures
+        })
     }
 
     pub fn failed(&mut self, addr: IpAddr, now: Instant) {
@@ -203,7 +205,10 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         assert!(!f.is_blocked(a, later));
         f.failed(a, later);
-        assert!(!f.is_blocked(a, later), "a new window starts from one failure");
+        assert!(
+            !f.is_blocked(a, later),
+            "a new window starts from one failure"
+        );
     }
 
     #[test]
@@ -224,7 +229,10 @@ mod tests {
         let mut f = FailedLogins::new(1, Duration::from_secs(60), 3);
         let t = Instant::now();
         for i in 0..10u8 {
-            f.failed(IpAddr::from([10, 0, 0, i]), t + Duration::from_millis(u64::from(i)));
+            f.failed(
+                IpAddr::from([10, 0, 0, i]),
+                t + Duration::from_millis(u64::from(i)),
+            );
         }
         assert_eq!(f.len(), 3);
         assert!(f.is_blocked(IpAddr::from([10, 0, 0, 9]), t + Duration::from_millis(10)));

@@ -1263,10 +1263,7 @@ mod tests {
             Some(Path::new("/etc/ringmq/passwd"))
         );
         assert_eq!(config.auth.acl_file(), Some(Path::new("/etc/ringmq/acl")));
-        assert_eq!(
-            config.auth.failed_login_delay(),
-            Duration::from_millis(250)
-        );
+        assert_eq!(config.auth.failed_login_delay(), Duration::from_millis(250));
         assert!(config.validate().is_ok());
     }
 

@@ -44,7 +44,11 @@ impl Refused {
 
 /// Who the client is, or why it may not connect. A failed password check returns only
 /// after `auth.failed_login_delay_ms`.
-pub(super) async fn login(shard: &Shard, connect: &Connect, ip: IpAddr) -> Result<Principal, Refused> {
+pub(super) async fn login(
+    shard: &Shard,
+    connect: &Connect,
+    ip: IpAddr,
+) -> Result<Principal, Refused> {
     if connect.properties.authentication_method.is_some() {
         return Ok(Principal::anonymous());
     }

@@ -115,7 +115,8 @@ fn refuse_unauthorized(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerErro
     let mut ack = Ack::new(id);
     if conn.version.is_v5() {
         ack.reason = crate::protocol::ReasonCode::NotAuthorized;
-        ack.properties.reason_string = conn.reason_string("not authorized to publish to this topic");
+        ack.properties.reason_string =
+            conn.reason_string("not authorized to publish to this topic");
     }
     let packet = match p.qos {
         QoS::ExactlyOnce => Packet::PubRec(ack),

@@ -297,7 +297,9 @@ impl Session {
 
     /// Whether the client may subscribe to `filter` (the ACL; true without one).
     pub fn may_subscribe(&self, filter: &str) -> bool {
-        self.access.as_ref().map_or(true, |a| a.may_subscribe(filter))
+        self.access
+            .as_ref()
+            .map_or(true, |a| a.may_subscribe(filter))
     }
 
     /// Who the client is (anonymous when nothing was recorded).

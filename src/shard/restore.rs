@@ -158,10 +158,7 @@ impl Shard {
             user: rs.user.clone(),
             credential: None,
         };
-        session.access = self
-            .security
-            .borrow()
-            .access_for(principal, &rs.client_id);
+        session.access = self.security.borrow().access_for(principal, &rs.client_id);
         // A session whose client was connected when the broker stopped lost its
         // connection then: its expiry counts from now, and so does its will's delay.
         session.disconnected_at = Some(rs.detached_ms.map_or(now, instant_of));

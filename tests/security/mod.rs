@@ -153,8 +153,17 @@ pub fn connect_as(
 }
 
 /// A connected client that logged in as `user`.
-pub fn login(broker: &Broker, v: ProtocolVersion, client_id: &str, user: &str, password: &str) -> Client {
-    Client::connect(broker.addr(), connect_as(v, client_id, Some(user), Some(password)))
+pub fn login(
+    broker: &Broker,
+    v: ProtocolVersion,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> Client {
+    Client::connect(
+        broker.addr(),
+        connect_as(v, client_id, Some(user), Some(password)),
+    )
 }
 
 /// Sends the CONNECT and returns the raw client (the CONNACK not read yet).
@@ -180,7 +189,10 @@ pub fn sighup(broker: &Broker) {
     }
     let deadline = Instant::now() + TIMEOUT;
     while broker.log_of_this_run().matches("reload done").count() == before {
-        assert!(Instant::now() < deadline, "no `reload done` within {TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no `reload done` within {TIMEOUT:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
