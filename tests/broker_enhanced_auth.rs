@@ -23,6 +23,10 @@ use sha2::{Digest, Sha256};
 const CLOSE: Duration = Duration::from_secs(5);
 const METHOD: &str = "SCRAM-SHA-256";
 
+/// Failed exchanges are answered at once in these tests (the delay is tested in
+/// broker_auth.rs and below).
+const NO_DELAY: &str = "failed_login_delay_ms = 0\n";
+
 /// A password file with two SCRAM users (`ringmq passwd --scram`) and carol, who has no
 /// SCRAM credentials. Clients without enhanced authentication connect anonymously.
 fn password_file() -> SecurityFiles {
@@ -36,7 +40,8 @@ fn password_file() -> SecurityFiles {
 
 fn broker() -> Broker {
     let files = password_file();
-    Broker::start(files.options(true, false, "allow_anonymous = true\n", ""))
+    let auth = format!("allow_anonymous = true\n{NO_DELAY}");
+    Broker::start(files.options(true, false, &auth, ""))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -284,7 +289,7 @@ fn scram_success_on_every_shard_ringmq_only_v5() {
         return;
     }
     let files = password_file();
-    let broker = Broker::start(files.options(true, false, "", "").shards(4));
+    let broker = Broker::start(files.options(true, false, NO_DELAY, "").shards(4));
     for shard in 0..4 {
         let id = client_id_on_shard("scram-shard", shard, 4);
         let mut c = login(&broker, &id, "bob", "builder");
@@ -440,7 +445,7 @@ fn scram_exchange_times_out_ringmq_only_v5() {
     let files = password_file();
     let broker = Broker::start(
         files
-            .options(true, false, "", "")
+            .options(true, false, NO_DELAY, "")
             .config("[limits]\nconnect_timeout_secs = 1\n", ""),
     );
     let scram = Scram::new("alice", "wonderland");
@@ -712,7 +717,7 @@ fn scram_user_deleted_at_reload_is_disconnected_ringmq_only_v5() {
         return;
     }
     let files = password_file();
-    let broker = Broker::start(files.options(true, false, "", ""));
+    let broker = Broker::start(files.options(true, false, NO_DELAY, ""));
     let mut alice = login(&broker, "scram-alice", "alice", "wonderland");
     let mut bob = login(&broker, "scram-bob", "bob", "builder");
     let (code, err) = passwd(&files.passwd_path(), &["-D"], "bob", None);
@@ -720,4 +725,43 @@ fn scram_user_deleted_at_reload_is_disconnected_ringmq_only_v5() {
     sighup(&broker);
     bob.expect_disconnect(0x87);
     ping(&mut alice);
+}
+
+// A failed SCRAM proof is a failed login: answered after failed_login_delay_ms, and
+// counted toward the address's limit, past which even a right proof is refused at once
+// with CONNACK 0x9F Connection rate exceeded.
+#[test]
+fn scram_failures_are_delayed_and_count_toward_the_limit_ringmq_only_v5() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let files = password_file();
+    let broker = Broker::start(files.options(
+        true,
+        false,
+        "failed_login_delay_ms = 400\nfailed_logins_per_address_max = 2\n",
+        "",
+    ));
+    for attempt in 0..2 {
+        let mut scram = Scram::new("alice", "guess");
+        let (mut c, server_first) = start(&broker, &format!("scram-guess-{attempt}"), &scram);
+        let last = scram.client_final(&server_first);
+        let sent = std::time::Instant::now();
+        c.send_packet(
+            &auth(ReasonCode::ContinueAuthentication, METHOD, Some(last)),
+            V5,
+        );
+        expect_connack(&mut c, ReasonCode::NotAuthorized);
+        let waited = sent.elapsed();
+        assert!(
+            waited >= Duration::from_millis(350),
+            "refused after {waited:?}"
+        );
+    }
+    let scram = Scram::new("alice", "wonderland");
+    let mut c = broker.raw();
+    let connect = connect_with("scram-right", METHOD, Some(scram.client_first()));
+    c.send_packet(&Packet::Connect(Box::new(connect)), V5);
+    expect_connack(&mut c, ReasonCode::ConnectionRateExceeded);
+    c.expect_closed(CLOSE);
 }

@@ -380,7 +380,8 @@ async fn start_session(
     // Enhanced authentication (v5 Authentication Method), before the session is touched.
     let authenticated = match &connect.properties.authentication_method {
         Some(method) => Some(
-            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf).await?,
+            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf, peer.ip())
+                .await?,
         ),
         None => None,
     };
