@@ -1,8 +1,9 @@
 //! ringmq: an MQTT 3.1, 3.1.1 and 5.0 broker for Linux, one shard per CPU core on io_uring.
 //!
 //! # Layout
-//! - [`auth`]: MQTT 5 enhanced authentication: SCRAM-SHA-256, the users it checks, the
-//!   exchange as AUTH packets (CONNECT phase and re-authentication).
+//! - [`auth`]: the password file (argon2id, `ringmq passwd`), password checks off the
+//!   shards, the ACL file, the snapshot of both that SIGHUP replaces; MQTT 5 enhanced
+//!   authentication: SCRAM-SHA-256, its users, the exchange as AUTH packets.
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.

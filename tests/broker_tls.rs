@@ -13,6 +13,7 @@
 //! ringmq-only behaviour.
 
 pub mod common;
+pub mod security;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -689,20 +690,6 @@ fn optional_client_certificates_must_verify_when_presented_ringmq_only() {
     assert!(seen.contains("UnknownCA"), "{seen}");
 }
 
-/// A v5 CONNECT starting SCRAM-SHA-256 enhanced authentication as `scram_user`, with
-/// `username` as its User Name.
-fn scram_connect(client_id: &str, username: Option<&str>, scram_user: &str) -> Connect {
-    let mut c = connect(V5, client_id);
-    c.username = username.map(mqtt_str);
-    c.properties.authentication_method = Some(mqtt_str("SCRAM-SHA-256"));
-    c.properties.authentication_data = Some(
-        format!("n,,n={scram_user},r=tls-test-nonce")
-            .into_bytes()
-            .into(),
-    );
-    c
-}
-
 /// What the broker answers a CONNECT: a CONNACK's reason, or `None` for an AUTH (the SCRAM
 /// exchange goes on).
 fn answer(addr: SocketAddr, config: Arc<ClientConfig>, connect: Connect) -> Option<ReasonCode> {
@@ -720,40 +707,64 @@ fn answer(addr: SocketAddr, config: Arc<ClientConfig>, connect: Connect) -> Opti
     }
 }
 
+/// SUBACK reason codes for `filters`, subscribed one SUBSCRIBE at a time.
+fn granted(c: &mut TlsClient, filters: &[&str]) -> Vec<ReasonCode> {
+    filters
+        .iter()
+        .map(|f| {
+            let id = c.next_id();
+            c.send_packet(&Packet::Subscribe(subscribe(id, &[(f, qos(1))])));
+            match c.recv() {
+                Packet::SubAck(a) => a.reasons[0],
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        })
+        .collect()
+}
+
 /// `use_identity_as_username`: the certificate's CN (or, without one, its DNS name) is the
-/// user name, whatever the CONNECT says. Observed through SCRAM, which refuses a User Name
-/// that is not the SCRAM user (CONNACK 0x87) and otherwise answers with AUTH. A
-/// certificate without any identity is refused. On 4 shards, with client ids homed on each:
-/// the user name moves with the connection to its home shard.
+/// user name, whatever the CONNECT says, and the certificate is the credential: with a
+/// password file and anonymous clients refused, a client with no password connects. The
+/// name is observed through the ACL, which lets each user subscribe under its own prefix
+/// only (SUBACK 0x87 elsewhere). A certificate without any identity is refused. On 4
+/// shards, with client ids homed on each: the user name moves with the connection to its
+/// home shard.
 #[test]
 fn certificate_identity_is_the_user_name_on_every_shard_ringmq_only() {
-    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+    if skip_unless_ringmq("ringmq's SUBACK 0x87 for a filter the ACL does not grant") {
         return;
     }
     let pki = Pki::new();
-    let users = "[[auth.users]]\nusername = \"alice\"\npassword = \"a\"\n\
-                 [[auth.users]]\nusername = \"device-7.example\"\npassword = \"d\"\n";
-    let b = tls_broker(&pki, 4, Clients::Identity, users);
+    let files = security::SecurityFiles::new();
+    files.passwords(&[("alice", "a-secret"), ("device-7.example", "d-secret")]);
+    files.acl(
+        "user alice\ntopic readwrite alice/#\n\nuser device-7.example\ntopic readwrite device/#\n",
+    );
+    let auth = format!(
+        "[auth]\npassword_file = \"{}\"\nacl_file = \"{}\"\n",
+        files.passwd_path().display(),
+        files.acl_path().display()
+    );
+    let b = tls_broker(&pki, 4, Clients::Identity, &auth);
     let alice = pki.client("ca.pem", Some("alice"), ANY_TLS);
     let device = pki.client("ca.pem", Some("device"), ANY_TLS);
+    let (ok, denied) = (ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized);
     for shard in 0..4 {
         let id = client_id_on_shard("identity", shard, 4);
-        // The CONNECT's User Name is replaced by the certificate's CN.
-        let connect = scram_connect(&id, Some("mallory"), "alice");
-        assert_eq!(answer(b.tls, alice.clone(), connect), None, "{id}");
-        let connect = scram_connect(&id, None, "device-7.example");
+        // The CONNECT's User Name (and no password) is replaced by the certificate's CN.
+        let mut c = connect(V5, &id);
+        c.username = Some(mqtt_str("device-7.example"));
+        let mut c = TlsClient::mqtt(b.tls, alice.clone(), c);
         assert_eq!(
-            answer(b.tls, alice.clone(), connect),
-            Some(ReasonCode::NotAuthorized),
+            granted(&mut c, &["alice/x", "device/x"]),
+            [ok, denied],
             "{id}"
         );
         // No CN: the DNS name.
-        let connect = scram_connect(&id, Some("alice"), "device-7.example");
-        assert_eq!(answer(b.tls, device.clone(), connect), None, "{id}");
-        let connect = scram_connect(&id, None, "alice");
+        let mut c = TlsClient::mqtt(b.tls, device.clone(), connect(V5, &id));
         assert_eq!(
-            answer(b.tls, device.clone(), connect),
-            Some(ReasonCode::NotAuthorized),
+            granted(&mut c, &["alice/x", "device/x"]),
+            [denied, ok],
             "{id}"
         );
     }
@@ -767,8 +778,6 @@ fn certificate_identity_is_the_user_name_on_every_shard_ringmq_only() {
         answer(b.tls, nameless, connect(V311, "nameless")),
         Some(ReasonCode::NotAuthorized)
     );
-    // Without enhanced authentication the client connects as its certificate's user.
-    TlsClient::mqtt(b.tls, alice, connect(V5, "plain-alice")).ping();
 }
 
 /// Connections on 4 shards, with client ids homed on each, most of them accepted by another

@@ -21,7 +21,8 @@ if ! .venv/bin/python -c 'import paho.mqtt, pytest, cryptography' 2>/dev/null; t
     .venv/bin/pip install -q 'paho-mqtt==2.*' pytest cryptography
 fi
 
-# The mosquitto clients (mosquitto_pub / mosquitto_sub), used by tests/broker_tls.rs.
+# The mosquitto clients (mosquitto_pub / mosquitto_sub), used by tests/broker_tls.rs and
+# tests/broker_auth.rs.
 if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto-clients

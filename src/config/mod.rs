@@ -33,7 +33,7 @@ use serde::de::{Deserializer, Error as _, Unexpected};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use auth::{AuthConfig, UserConfig};
+pub use auth::AuthConfig;
 pub use limits::Limits;
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
 pub use tls::{TlsConfig, TlsVersion};
@@ -100,7 +100,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `[mqtt]`: optional MQTT features (capabilities, shared subscriptions, redirection).
     pub mqtt: MqttConfig,
-    /// `[auth]`: enhanced authentication (SCRAM-SHA-256) and its users.
+    /// `[auth]`: password file, anonymous clients, ACL file, failed-login limits, SCRAM.
     pub auth: AuthConfig,
 }
 
@@ -1266,24 +1266,37 @@ mod tests {
     // --- [auth] ------------------------------------------------------------------------
 
     #[test]
-    fn auth_users_are_read() {
-        let text = "[auth]\nscram_iterations = 8192\n\
-                    [[auth.users]]\nusername = \"alice\"\npassword = \"secret\"\n\
-                    [[auth.users]]\nusername = \"bob\"\npassword = \"builder\"\n";
+    fn auth_keys_are_read() {
+        let text = "[auth]\nscram_iterations = 8192\npassword_file = \"/etc/ringmq/passwd\"\n\
+                    acl_file = \"/etc/ringmq/acl\"\nfailed_login_delay_ms = 250\n";
         let Ok(config) = parse(text) else {
             panic!("valid [auth] rejected");
         };
         assert_eq!(config.auth.scram_iterations, 8192);
-        assert_eq!(config.auth.users.len(), 2);
-        assert_eq!(config.auth.users[1].username, "bob");
-        assert_eq!(config.auth.users[1].password, "builder");
-        assert!(config.validate().is_ok());
-        // Debug output (a logged configuration) does not show passwords.
-        let debug = format!("{config:?}");
-        assert!(
-            debug.contains("alice") && !debug.contains("secret"),
-            "{debug}"
+        assert_eq!(
+            config.auth.password_file(),
+            Some(Path::new("/etc/ringmq/passwd"))
         );
+        assert_eq!(config.auth.acl_file(), Some(Path::new("/etc/ringmq/acl")));
+        assert_eq!(config.auth.failed_login_delay(), Duration::from_millis(250));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn anonymous_clients_default_to_refused_only_with_a_password_file() {
+        let mut auth = AuthConfig::default();
+        assert!(auth.anonymous_allowed(), "no password file: anyone");
+        auth.password_file = PathBuf::from("passwd");
+        assert!(!auth.anonymous_allowed(), "a password file: only its users");
+        auth.allow_anonymous = Some(true);
+        assert!(auth.anonymous_allowed());
+        auth.password_file = PathBuf::new();
+        auth.allow_anonymous = Some(false);
+        assert!(!auth.anonymous_allowed());
+        let Ok(config) = parse("[auth]\nallow_anonymous = true\npassword_file = \"p\"\n") else {
+            panic!("valid [auth] rejected");
+        };
+        assert!(config.auth.anonymous_allowed());
     }
 
     #[test]
@@ -1293,61 +1306,41 @@ mod tests {
             err.starts_with("test.toml:2:1: auth.iterations: unknown field `iterations`"),
             "{err}"
         );
-        let err = parse_err(
-            "[[auth.users]]\nusername = \"a\"\npassword = \"b\"\n\
-             [[auth.users]]\nusername = \"c\"\npasswd = \"d\"\n",
-        );
-        assert!(
-            err.starts_with("test.toml:6:1: auth.users[1].passwd: unknown field `passwd`"),
-            "{err}"
-        );
+        // The plaintext user list of earlier versions is gone: passwords live in the
+        // password file, hashed.
+        let err = parse_err("[[auth.users]]\nusername = \"a\"\npassword = \"b\"\n");
+        assert!(err.contains("auth.users: unknown field `users`"), "{err}");
     }
 
     #[test]
     fn auth_rules_are_enforced() {
-        let user = |name: &str, password: &str| UserConfig {
-            username: name.into(),
-            password: password.into(),
-        };
         let mut config = Config::default();
         config.auth.scram_iterations = 4095;
-        assert_eq!(keys(&config), ["auth.scram_iterations"]);
-        config.auth.scram_iterations = 1_000_001;
-        assert_eq!(keys(&config), ["auth.scram_iterations"]);
-        config.auth.scram_iterations = 4096;
-        config.auth.users = vec![
-            user("alice", "x"),
-            user("", "y"),
-            user("alice", "z"),
-            user("nul\0", "w"),
-            user("bob", ""),
-        ];
+        config.auth.failed_login_delay_ms = 60_001;
+        config.auth.failed_logins_per_address_max = 0;
+        config.auth.failed_login_window_secs = 0;
+        config.auth.failed_login_addresses_max = 0;
+        config.auth.verify_threads = 65;
+        config.auth.verify_queue_max = 0;
+        config.auth.acl_cache_topics_max = 0;
         assert_eq!(
             keys(&config),
             [
-                "auth.users[1].username",
-                "auth.users[2].username",
-                "auth.users[3].username",
-                "auth.users[4].password",
+                "auth.scram_iterations",
+                "auth.failed_login_delay_ms",
+                "auth.failed_logins_per_address_max",
+                "auth.failed_login_window_secs",
+                "auth.failed_login_addresses_max",
+                "auth.verify_threads",
+                "auth.verify_queue_max",
+                "auth.acl_cache_topics_max",
             ]
         );
         let found = problems(&config);
         assert_eq!(
-            found[1].to_string(),
-            "auth.users[2].username: must differ from auth.users[0].username; got \"alice\""
+            found[5].to_string(),
+            "auth.verify_threads: must be between 1 and 64; got 65"
         );
-        assert_eq!(
-            found[3].to_string(),
-            "auth.users[4].password: must not be empty; got \"\""
-        );
-    }
-
-    #[test]
-    fn auth_user_missing_a_key_is_reported_by_validation() {
-        let Ok(config) = parse("[[auth.users]]\nusername = \"alice\"\n") else {
-            panic!("a user without password should parse, then fail validation");
-        };
-        assert_eq!(keys(&config), ["auth.users[0].password"]);
     }
 
     // --- loading files -----------------------------------------------------------------

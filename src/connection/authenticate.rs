@@ -47,7 +47,17 @@ pub(super) async fn authenticate(
     connect: &Connect,
     method: &MqttString,
     rbuf: &mut BytesMut,
+    ip: std::net::IpAddr,
 ) -> Option<Authenticated> {
+    let client_id = connect.client_id.as_str();
+    // A failed SCRAM proof is a failed login like a wrong password: the same per-address
+    // limit and delay apply.
+    if shard.verifier.is_blocked(ip, std::time::Instant::now()) {
+        tracing::info!(client_id, %ip, "refused: too many failed logins from this address");
+        let why = "too many failed logins from this address".to_owned();
+        refuse(stream, connect, ReasonCode::ConnectionRateExceeded, why).await;
+        return None;
+    }
     let timeout = Duration::from_secs(u64::from(shard.config.limits.connect_timeout_secs));
     let shutdown = shard.shutdown.clone();
     let stopped = async {
@@ -56,7 +66,6 @@ pub(super) async fn authenticate(
     };
     let running =
         crate::shard::with_timeout(exchange(shard, stream, connect, method, rbuf), timeout);
-    let client_id = connect.client_id.as_str();
     match future::or(running, stopped).await {
         Some(Ok(done)) => {
             tracing::debug!(client_id, user = done.auth.username(), "authenticated");
@@ -64,6 +73,10 @@ pub(super) async fn authenticate(
         }
         Some(Err(Failure::Refused(reason, why))) => {
             tracing::info!(client_id, ?reason, "refused: {why}");
+            if reason == ReasonCode::NotAuthorized {
+                shard.verifier.failed(ip, std::time::Instant::now());
+                glommio::timer::sleep(shard.config.auth.failed_login_delay()).await;
+            }
             refuse(stream, connect, reason, why).await;
             None
         }
@@ -90,7 +103,8 @@ async fn exchange(
     let user_name = connect.username.as_ref().map(MqttString::as_str);
     let data = connect.properties.authentication_data.as_ref();
     // 0x8C for another method [MQTT-4.12.0-1].
-    let (mut auth, reply) = ConnAuth::start(&shard.passwords, method, data, user_name)?;
+    let security = shard.security.borrow().clone();
+    let (mut auth, reply) = ConnAuth::start(&security.scram, method, data, user_name)?;
     let bytes = Packet::Auth(reply)
         .to_bytes(ProtocolVersion::V5)
         .map_err(|e| Failure::Refused(ReasonCode::UnspecifiedError, e.to_string()))?;

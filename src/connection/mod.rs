@@ -9,6 +9,7 @@
 
 mod authenticate;
 mod keep_alive;
+mod login;
 mod read;
 mod transport;
 
@@ -23,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use glommio::net::TcpStream;
 
+use crate::auth::Principal;
 use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
 use crate::protocol::{
@@ -84,9 +86,10 @@ pub fn adopt(
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
+    principal: Principal,
 ) -> impl Future<Output = ()> {
     run(Box::pin(start_session(
-        shard, stream, connect, buffered, peer, false,
+        shard, stream, connect, buffered, peer, false, principal,
     )))
 }
 
@@ -174,10 +177,42 @@ async fn accept_connect(
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
         return None;
     }
+    // User Name and Password (off this shard's loop; a failure is delayed), unless the
+    // verified client certificate named the user.
+    let certified = stream.cert_username().is_some();
+    let checked = future::or(
+        async { Some(login::login(&shard, &connect, peer.ip(), certified).await) },
+        async {
+            shutdown.wait().await;
+            None
+        },
+    );
+    let principal = match checked.await {
+        Some(Ok(p)) => p,
+        Some(Err(refused)) => {
+            refuse(&mut stream, version, refused.reason()).await;
+            tracing::info!(
+                %peer, client_id = %connect.client_id,
+                user = connect.username.as_ref().map(MqttString::as_str),
+                reason = ?refused.reason(), "refused: {refused:?}"
+            );
+            return None;
+        }
+        None => return None,
+    };
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
-        return start_session(shard, stream, connect, rbuf.freeze(), peer, assigned).await;
+        return start_session(
+            shard,
+            stream,
+            connect,
+            rbuf.freeze(),
+            peer,
+            assigned,
+            principal,
+        )
+        .await;
     }
     let (fd, tls) = match stream.into_handoff() {
         Ok(parts) => parts,
@@ -192,6 +227,7 @@ async fn accept_connect(
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,
+        principal,
     };
     if shard.hand_off(home, handoff).await.is_err() {
         tracing::warn!(%peer, %home, "home shard is gone; connection dropped");
@@ -352,10 +388,11 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 async fn start_session(
     shard: Rc<Shard>,
     mut stream: Transport,
-    connect: Box<Connect>,
+    mut connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
+    mut principal: Principal,
 ) -> Option<(Conn, Io)> {
     let version = connect.protocol;
     // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
@@ -363,10 +400,20 @@ async fn start_session(
     // Enhanced authentication (v5 Authentication Method), before the session is touched.
     let authenticated = match &connect.properties.authentication_method {
         Some(method) => Some(
-            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf).await?,
+            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf, peer.ip())
+                .await?,
         ),
         None => None,
     };
+    let security = shard.security.borrow().clone();
+    if let Some(a) = &authenticated {
+        let user = a.auth.username();
+        principal = Principal {
+            user: Some(Arc::from(user)),
+            credential: security.scram_credential(user),
+            certificate: false,
+        };
+    }
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
@@ -402,6 +449,16 @@ async fn start_session(
             .borrow_mut()
             .insert(Session::new(client_id.clone(), shard.session_limits)),
     };
+    let user = principal.user.clone();
+    let mut access = security.access_for(principal, &client_id);
+    // A will on a topic the client may not publish to is never published.
+    if let (Some(w), Some(a)) = (&connect.will, access.as_mut()) {
+        if !a.may_write(w.topic.as_str()) {
+            tracing::info!(client_id = %client_id, topic = %w.topic, "will dropped: the ACL does not let this client write its topic");
+            connect.will = None;
+        }
+    }
+    session.borrow_mut().access = access;
     let p = &connect.properties;
     session.borrow_mut().expiry_secs = match version {
         ProtocolVersion::V5 => p.session_expiry_interval.unwrap_or(0),
@@ -465,6 +522,12 @@ async fn start_session(
                 expiry_secs,
                 client_id: client_id.clone(),
             });
+            // Who it is, so that the ACL filters its queue while it is away, restarts
+            // included.
+            s.journal(crate::persist::state::StateRecord::SessionUser {
+                no,
+                user: user.clone(),
+            });
         }
         // A will still pending from the last connection is not sent [MQTT-3.1.3-9]; this
         // connection's is logged (durable sessions), so that a crash publishes it.
@@ -489,7 +552,7 @@ async fn start_session(
         shard.share_online(key, &session, true).await;
     }
     tracing::info!(
-        client_id = %client_id, %peer, shard = %shard.id, %version,
+        client_id = %client_id, %peer, shard = %shard.id, %version, user = user.as_deref(),
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
     );
     let session_expiry_at_connect = p.session_expiry_interval.unwrap_or(0);
@@ -693,6 +756,8 @@ async fn finish(conn: Conn, mut stream: Transport, end: End) {
     }
     let will = match &end {
         End::Disconnected { will } => *will,
+        // Its credentials were revoked (a reload): nothing more is done on its behalf.
+        End::Closed(ReasonCode::NotAuthorized) => false,
         _ => true,
     };
     match &end {

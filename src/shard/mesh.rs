@@ -113,6 +113,8 @@ pub struct Handoff {
     /// Bytes read after the CONNECT, not decoded yet.
     pub buffered: Bytes,
     pub peer: SocketAddr,
+    /// Who the accepting shard found the client to be (its password was checked there).
+    pub principal: crate::auth::Principal,
 }
 
 /// Control mesh messages. `req` ties a reply to its request on the asking shard.

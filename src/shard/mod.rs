@@ -4,6 +4,7 @@
 
 pub mod mesh;
 pub mod pushback;
+mod reload;
 mod restore;
 pub mod runtime;
 pub mod share;
@@ -116,8 +117,11 @@ pub struct Shard {
     pub id: ShardId,
     pub count: usize,
     pub config: Arc<Config>,
-    /// Users of enhanced authentication (`[auth]`), shared by every shard.
-    pub passwords: Arc<crate::auth::PasswordStore>,
+    /// Who may connect and what each client may do: this shard's copy of the current
+    /// snapshot (replaced on SIGHUP, see `reload.rs`).
+    pub security: RefCell<Arc<crate::auth::Security>>,
+    /// Password checks (threads shared by every shard) and failed logins per address.
+    pub verifier: Arc<crate::auth::verify::Verifier>,
     pub session_limits: SessionLimits,
     pub sessions: RefCell<Sessions>,
     subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
@@ -157,15 +161,22 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         runtime::check_port_free(l.bind)?;
     }
     let (shards, placement) = runtime::placement(&config.runtime)?;
-    // Derived once, so that a user's salt is the same on every shard.
-    let passwords =
-        Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
-    // One per TLS listener, shared by the shards; SIGHUP reloads their files.
+    // Read once for every shard; SIGHUP reads the files again (`reload::steps`).
+    let security = crate::auth::SecurityCell::new(
+        crate::auth::Security::load(&config.auth).map_err(StartError::Auth)?,
+    );
+    let verifier = crate::auth::verify::Verifier::start(&config.auth)
+        .map_err(|e| StartError::Executors(format!("cannot start the password checks: {e}")))?;
+    // One per TLS listener, shared by the shards; SIGHUP reloads their files too.
     let tls = tls_acceptors(&config)?;
     let reloadable: Vec<_> = tls.iter().flatten().cloned().collect();
-    if !reloadable.is_empty() {
-        crate::tls::reload_on_sighup(reloadable.clone()).map_err(StartError::Signals)?;
-    }
+    runtime::reload_on_sighup(reload::steps(
+        &config,
+        &security,
+        shards,
+        reloadable.clone(),
+    ))
+    .map_err(StartError::Signals)?;
     let config = Arc::new(config);
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -183,7 +194,12 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
         .on_all_shards(move || async move {
-            shard_main(config, passwords, tls, shards, data, ctrl, shutdown).await
+            let gate = Admission {
+                security,
+                verifier,
+                tls,
+            };
+            shard_main(config, gate, shards, data, ctrl, shutdown).await
         })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
@@ -229,15 +245,27 @@ fn tls_acceptors(config: &Config) -> Result<Vec<Option<Arc<crate::tls::TlsAccept
         .collect()
 }
 
+/// Who may connect and how, the same for every shard: the security files' snapshot cell,
+/// the password checks, and each listener's TLS acceptor (by listener index).
+struct Admission {
+    security: Arc<crate::auth::SecurityCell>,
+    verifier: Arc<crate::auth::verify::Verifier>,
+    tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
+}
+
 async fn shard_main(
     config: Arc<Config>,
-    passwords: Arc<crate::auth::PasswordStore>,
-    tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
+    gate: Admission,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
     shutdown: Shutdown,
 ) -> Result<(), String> {
+    let Admission {
+        security,
+        verifier,
+        tls,
+    } = gate;
     // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
     let join_timeout = Duration::from_secs(30);
     glommio::spawn_local(keep_awake(config.runtime.wake_interval(), shutdown.clone())).detach();
@@ -286,6 +314,8 @@ async fn shard_main(
         .map(|(index, _, _)| crate::persist::shard_dir(&st.data_dir, *index))
         .collect();
     let limits = &config.limits;
+    // The generation this shard starts from: a SIGHUP from now on is followed.
+    let (snapshot, generation) = security.current();
     let shard = Rc::new(Shard {
         id,
         count,
@@ -296,7 +326,8 @@ async fn shard_main(
             pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
-        passwords,
+        security: RefCell::new(snapshot),
+        verifier,
         sessions: RefCell::default(),
         subs: RefCell::default(),
         filter_refs: RefCell::default(),
@@ -350,6 +381,7 @@ async fn shard_main(
         ))
         .detach();
     }
+    glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
     tracing::debug!(shard = %id, "serving");
@@ -557,7 +589,12 @@ impl Shard {
                 let stream = crate::connection::Transport::adopt(h.fd, h.tls);
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
-                    shard, stream, h.connect, h.buffered, h.peer,
+                    shard,
+                    stream,
+                    h.connect,
+                    h.buffered,
+                    h.peer,
+                    h.principal,
                 ));
                 if let Ok(t) = self.connections.spawn(isolate(connection)) {
                     t.detach();
@@ -934,6 +971,11 @@ impl Shard {
                 continue;
             };
             let mut session = s.borrow_mut();
+            // The ACL, per message: a wildcard subscription gets only what its client may
+            // read (a cached decision per session and topic).
+            if !session.may_read(message.topic.as_str()) {
+                continue;
+            }
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
                 if let (Some(p), Some(no)) = (
@@ -999,6 +1041,9 @@ impl Shard {
     /// the session is persistent and the QoS is 1 or 2.
     pub fn deliver_to(&self, session: &RefCell<Session>, delivery: Delivery) {
         let mut s = session.borrow_mut();
+        if !s.may_read(delivery.message.topic.as_str()) {
+            return;
+        }
         if delivery.qos == QoS::AtMostOnce || !s.is_durable() {
             s.deliver(delivery);
             return;

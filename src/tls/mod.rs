@@ -10,7 +10,7 @@
 //!   every read and write are non-blocking, so a slow or hostile client never holds a shard.
 //! - [`identity`] finds the user name in a client certificate.
 //!
-//! Files are read at start-up and by [`reload_on_sighup`]'s thread, never on a shard.
+//! Files are read at start-up and by the SIGHUP thread (`shard::reload::steps`), never on a shard.
 
 pub mod identity;
 mod stream;
@@ -248,21 +248,4 @@ pub fn reload_all(acceptors: &[Arc<TlsAcceptor>]) -> Result<String, String> {
             failures.join("; ")
         ))
     }
-}
-
-/// Runs [`reload_all`] on each SIGHUP, from a thread of its own (file reads never run on a
-/// shard), and logs the outcome.
-pub fn reload_on_sighup(acceptors: Vec<Arc<TlsAcceptor>>) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
-    std::thread::Builder::new()
-        .name("ringmq-tls-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                match reload_all(&acceptors) {
-                    Ok(summary) => tracing::info!("{summary}"),
-                    Err(e) => tracing::error!("{e}"),
-                }
-            }
-        })?;
-    Ok(())
 }

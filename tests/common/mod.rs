@@ -798,6 +798,30 @@ impl RawClient {
         }
     }
 
+    /// [`RawClient::connect`] from another local source address (e.g. 127.0.0.2): what a
+    /// second machine looks like to per-address limits.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> RawClient {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("TCP connect to {addr} from {source}: {e}"));
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        RawClient {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            timeout: TIMEOUT,
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.try_send(bytes)
             .unwrap_or_else(|e| panic!("send {}: {e}", to_hex(&bytes[..bytes.len().min(32)])));

@@ -179,6 +179,8 @@ class Peer:
         connect_properties=None,
         port=None,
         tls=None,
+        username=None,
+        password=None,
     ):
         self.protocol = protocol
         self.v5 = protocol == mqtt.MQTTv5
@@ -200,6 +202,8 @@ class Peer:
         self.client.on_disconnect = self._on_disconnect
         if will is not None:
             self.client.will_set(*will)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         properties = connect_properties
         if self.v5 and session_expiry is not None:
             properties = properties or Properties(PacketTypes.CONNECT)
