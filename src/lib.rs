@@ -1,14 +1,17 @@
 //! ringmq: an MQTT 3.1, 3.1.1 and 5.0 broker for Linux, one shard per CPU core on io_uring.
 //!
 //! # Layout
-//! - [`auth`]: MQTT 5 enhanced authentication: SCRAM-SHA-256, the users it checks, the
-//!   exchange as AUTH packets (CONNECT phase and re-authentication).
+//! - [`auth`]: the password file (argon2id, `ringmq passwd`), password checks off the
+//!   shards, the ACL file, the snapshot of both that SIGHUP replaces; MQTT 5 enhanced
+//!   authentication: SCRAM-SHA-256, its users, the exchange as AUTH packets.
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`limit`]: enforcing `[limits]` at run time: token buckets, connection slots, and
 //!   each shard's counters of limits hit (`LimitStats`).
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
+//! - [`tls`]: TLS listeners (rustls): server configurations from PEM files, reloadable; the
+//!   TLS stream a connection runs over; the client certificate's identity.
 //! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
 //!   recovery, and the broker's record types ([`persist::state`]).
 
@@ -23,3 +26,4 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 pub mod shard;
+pub mod tls;

@@ -1,7 +1,8 @@
-//! `ringmq`: command line, configuration, logging, then the shards until SIGINT/SIGTERM.
+//! `ringmq`: command line, configuration, logging, then the shards until SIGINT/SIGTERM
+//! (SIGHUP reloads the password and ACL files); `ringmq passwd` edits password files.
 //!
-//! Exit codes: 0 clean shutdown (or `check-config` ok), 1 bad configuration or a failure to
-//! start, 2 usage error.
+//! Exit codes: 0 clean shutdown (or `check-config` ok, or `passwd` done), 1 bad
+//! configuration, a failure to start, or a failed `passwd`, 2 usage error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,21 +49,79 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Add a user to a password file or change its password (asked twice without echo on
+    /// a terminal; otherwise one line is read from standard input), or delete it with -D.
+    Passwd {
+        /// Create a new file, replacing any file there.
+        #[arg(short = 'c', conflicts_with = "delete")]
+        create: bool,
+        /// Delete the user.
+        #[arg(short = 'D')]
+        delete: bool,
+        /// Also store SCRAM-SHA-256 credentials, for MQTT 5 enhanced authentication.
+        /// They are weaker against offline guessing than the argon2id hash: add them only
+        /// for users who need SCRAM.
+        #[arg(long, conflicts_with = "delete")]
+        scram: bool,
+        /// PBKDF2 iterations of the SCRAM credentials (4096..=1000000).
+        #[arg(long, value_name = "N", default_value_t = 4096, requires = "scram")]
+        scram_iterations: u32,
+        /// The password file.
+        file: PathBuf,
+        /// The user name (no ':').
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => match Config::load(Some(&file)) {
-            Ok(_) => {
-                println!("ok");
-                ExitCode::SUCCESS
+        Some(Command::CheckConfig { file }) => {
+            // The password and ACL files it names are read too.
+            let checked = Config::load(Some(&file))
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    ringmq::auth::Security::load(&c.auth)
+                        .map(|_| ())
+                        .map_err(|e| format!("[auth]: {e}"))
+                });
+            match checked {
+                Ok(()) => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("ringmq: {err}");
+                    ExitCode::from(1)
+                }
             }
-            Err(err) => {
-                eprintln!("ringmq: {err}");
-                ExitCode::from(1)
+        }
+        Some(Command::Passwd {
+            create,
+            delete,
+            scram,
+            scram_iterations,
+            file,
+            user,
+        }) => {
+            let request = ringmq::auth::passwd_cli::PasswdRequest {
+                file,
+                user,
+                create,
+                delete,
+                scram_iterations: scram.then_some(scram_iterations),
+            };
+            match ringmq::auth::passwd_cli::run(&request) {
+                Ok(done) => {
+                    eprintln!("ringmq: {done}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("ringmq: {err}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         None => {
             let overrides = Overrides {
                 listen: cli.listen,

@@ -7,6 +7,7 @@
 //! every test is ringmq-only.
 
 pub mod common;
+pub mod security;
 
 use std::time::Duration;
 
@@ -16,17 +17,31 @@ use bytes::Bytes;
 use common::*;
 use hmac::{Hmac, Mac};
 use ringmq::protocol::{Auth, AuthProperties, ConnAck, Connect, Packet, ReasonCode};
+use security::{passwd, sighup, SecurityFiles};
 use sha2::{Digest, Sha256};
 
 const CLOSE: Duration = Duration::from_secs(5);
 const METHOD: &str = "SCRAM-SHA-256";
 
-/// Two users; their SCRAM credentials are derived at start-up.
-const USERS: &str = "[[auth.users]]\nusername = \"alice\"\npassword = \"wonderland\"\n\
-                     [[auth.users]]\nusername = \"bob\"\npassword = \"builder\"\n";
+/// Failed exchanges are answered at once in these tests (the delay is tested in
+/// broker_auth.rs and below).
+const NO_DELAY: &str = "failed_login_delay_ms = 0\n";
+
+/// A password file with two SCRAM users (`ringmq passwd --scram`) and carol, who has no
+/// SCRAM credentials. Clients without enhanced authentication connect anonymously.
+fn password_file() -> SecurityFiles {
+    let files = SecurityFiles::new();
+    let path = files.passwd_path();
+    passwd(&path, &["-c", "--scram"], "alice", Some("wonderland"));
+    passwd(&path, &["--scram"], "bob", Some("builder"));
+    passwd(&path, &[], "carol", Some("secret"));
+    files
+}
 
 fn broker() -> Broker {
-    Broker::start(BrokerOptions::default().config(USERS, ""))
+    let files = password_file();
+    let auth = format!("allow_anonymous = true\n{NO_DELAY}");
+    Broker::start(files.options(true, false, &auth, ""))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -273,7 +288,8 @@ fn scram_success_on_every_shard_ringmq_only_v5() {
     if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
         return;
     }
-    let broker = Broker::start(BrokerOptions::default().shards(4).config(USERS, ""));
+    let files = password_file();
+    let broker = Broker::start(files.options(true, false, NO_DELAY, "").shards(4));
     for shard in 0..4 {
         let id = client_id_on_shard("scram-shard", shard, 4);
         let mut c = login(&broker, &id, "bob", "builder");
@@ -426,9 +442,11 @@ fn scram_exchange_times_out_ringmq_only_v5() {
     if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
         return;
     }
+    let files = password_file();
     let broker = Broker::start(
-        BrokerOptions::default()
-            .config(&format!("{USERS}[limits]\nconnect_timeout_secs = 1\n"), ""),
+        files
+            .options(true, false, NO_DELAY, "")
+            .config("[limits]\nconnect_timeout_secs = 1\n", ""),
     );
     let scram = Scram::new("alice", "wonderland");
     let (mut c, _) = start(&broker, "scram-slow", &scram);
@@ -666,4 +684,84 @@ fn refusing_connack_fits_client_maximum_packet_size_ringmq_only_v5_mqtt_3_2_2_19
     tight.send_packet(&unknown("method-tight", 16), V5);
     assert_eq!(to_hex(&tight.recv_raw()), "20 03 00 8c 00");
     tight.expect_closed(CLOSE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials from the password file
+// ---------------------------------------------------------------------------------------
+
+// A user of the password file without SCRAM credentials (made without --scram) cannot use
+// SCRAM: the exchange fails at the proof, like an unknown user's (CONNACK 0x87).
+#[test]
+fn user_without_scram_credentials_is_refused_ringmq_only_v5() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let broker = broker();
+    let mut scram = Scram::new("carol", "secret");
+    let (mut c, server_first) = start(&broker, "scram-carol", &scram);
+    let last = scram.client_final(&server_first);
+    c.send_packet(
+        &auth(ReasonCode::ContinueAuthentication, METHOD, Some(last)),
+        V5,
+    );
+    expect_connack(&mut c, ReasonCode::NotAuthorized);
+    c.expect_closed(CLOSE);
+}
+
+// SIGHUP: a SCRAM user deleted from the password file is disconnected (DISCONNECT 0x87);
+// one whose line is unchanged stays.
+#[test]
+fn scram_user_deleted_at_reload_is_disconnected_ringmq_only_v5() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let files = password_file();
+    let broker = Broker::start(files.options(true, false, NO_DELAY, ""));
+    let mut alice = login(&broker, "scram-alice", "alice", "wonderland");
+    let mut bob = login(&broker, "scram-bob", "bob", "builder");
+    let (code, err) = passwd(&files.passwd_path(), &["-D"], "bob", None);
+    assert_eq!(code, 0, "{err}");
+    sighup(&broker);
+    bob.expect_disconnect(0x87);
+    ping(&mut alice);
+}
+
+// A failed SCRAM proof is a failed login: answered after failed_login_delay_ms, and
+// counted toward the address's limit, past which even a right proof is refused at once
+// with CONNACK 0x9F Connection rate exceeded.
+#[test]
+fn scram_failures_are_delayed_and_count_toward_the_limit_ringmq_only_v5() {
+    if skip_unless_ringmq("SCRAM-SHA-256 is ringmq's") {
+        return;
+    }
+    let files = password_file();
+    let broker = Broker::start(files.options(
+        true,
+        false,
+        "failed_login_delay_ms = 400\nfailed_logins_per_address_max = 2\n",
+        "",
+    ));
+    for attempt in 0..2 {
+        let mut scram = Scram::new("alice", "guess");
+        let (mut c, server_first) = start(&broker, &format!("scram-guess-{attempt}"), &scram);
+        let last = scram.client_final(&server_first);
+        let sent = std::time::Instant::now();
+        c.send_packet(
+            &auth(ReasonCode::ContinueAuthentication, METHOD, Some(last)),
+            V5,
+        );
+        expect_connack(&mut c, ReasonCode::NotAuthorized);
+        let waited = sent.elapsed();
+        assert!(
+            waited >= Duration::from_millis(350),
+            "refused after {waited:?}"
+        );
+    }
+    let scram = Scram::new("alice", "wonderland");
+    let mut c = broker.raw();
+    let connect = connect_with("scram-right", METHOD, Some(scram.client_first()));
+    c.send_packet(&Packet::Connect(Box::new(connect)), V5);
+    expect_connack(&mut c, ReasonCode::ConnectionRateExceeded);
+    c.expect_closed(CLOSE);
 }

@@ -368,7 +368,7 @@ fn hostile_connections_do_not_hurt_good_clients_ringmq_only() {
         BrokerOptions::default()
             .shards(2)
             .storage("fsync = \"never\"\nsegment_bytes = 4194304")
-            .config(CONFIG, ""),
+            .config(&format!("{CONFIG}{}", hostile::TOPIC_LIMITS_TOML), ""),
     );
     let addr = broker.addr();
     let started = Instant::now();

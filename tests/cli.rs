@@ -252,3 +252,179 @@ fn a_corrupt_segment_stops_the_start_and_can_be_moved_aside() {
     assert_eq!(broker.wait().unwrap().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------
+// ringmq passwd
+// ---------------------------------------------------------------------------------------
+
+/// Runs `ringmq passwd ARGS`, with `stdin` as standard input (not a terminal: one line is
+/// read as the password).
+fn passwd(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .arg("passwd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringmq passwd");
+    if let Some(mut input) = child.stdin.take() {
+        // A run that fails before it reads its input closes the pipe: not an error here.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("wait for ringmq passwd")
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read the password file")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn passwd_creates_adds_changes_and_deletes_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let f = file.to_str().unwrap();
+    let out = passwd(&["-c", f, "alice"], "wonderland\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("added user \"alice\""),
+        "{}",
+        stderr(&out)
+    );
+    // The password is never shown.
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!shown.contains("wonderland"), "{shown}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let first = lines(&file);
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0].starts_with("alice:$argon2id$v=19$"),
+        "{}",
+        first[0]
+    );
+    assert!(!first[0].contains("wonderland"));
+
+    assert_eq!(passwd(&[f, "bob"], "builder\r\n").status.code(), Some(0));
+    let out = passwd(&[f, "alice"], "looking glass\n");
+    assert!(stderr(&out).contains("changed the password of \"alice\""));
+    let now = lines(&file);
+    assert_eq!(now.len(), 2);
+    assert!(
+        now[0].starts_with("alice:") && now[0] != first[0],
+        "changed in place"
+    );
+    assert!(now[1].starts_with("bob:"));
+
+    let out = passwd(&["-D", f, "alice"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let left = lines(&file);
+    assert_eq!(left, [now[1].clone()]);
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["passwd"]);
+}
+
+#[test]
+fn passwd_scram_adds_scram_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let f = file.to_str().unwrap();
+    let out = passwd(
+        &["-c", "--scram", "--scram-iterations", "8192", f, "alice"],
+        "x\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = &lines(&file)[0];
+    let scram = line.rsplit(':').next().unwrap();
+    assert!(scram.starts_with("SCRAM-SHA-256$8192$"), "{line}");
+    assert_eq!(scram.split('$').count(), 5, "{line}");
+}
+
+#[test]
+fn passwd_refuses_bad_requests_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let f = file.to_str().unwrap();
+    let out = passwd(&[f, "alice"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not exist (use -c to create it)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = passwd(&["-c", f, "al:ice"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot contain ':'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = passwd(&["-c", f, "alice"], "\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the password is empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!file.exists(), "nothing written on failure");
+    assert_eq!(passwd(&["-c", f, "alice"], "x\n").status.code(), Some(0));
+    let out = passwd(&["-D", f, "bob"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("user \"bob\" is not in"),
+        "{}",
+        stderr(&out)
+    );
+    // -c and -D together is a usage error.
+    assert_eq!(passwd(&["-c", "-D", f, "alice"], "").status.code(), Some(2));
+    // A file that is not a password file is not overwritten.
+    std::fs::write(&file, "not a password file\n").unwrap();
+    let out = passwd(&[f, "alice"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 1: expected USER:HASH"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines(&file), ["not a password file"]);
+}
+
+#[test]
+fn check_config_reads_the_password_and_acl_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd_file = dir.path().join("passwd");
+    let acl_file = dir.path().join("acl");
+    std::fs::write(&passwd_file, "alice:plaintext\n").unwrap();
+    std::fs::write(&acl_file, "topic read a/#\n").unwrap();
+    let config = TempConfig::new(
+        "auth-files",
+        &format!(
+            "[auth]\npassword_file = \"{}\"\nacl_file = \"{}\"\n",
+            passwd_file.display(),
+            acl_file.display()
+        ),
+    );
+    let out = ringmq(&["check-config", config.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("password file"), "{err}");
+    assert!(
+        err.contains("line 1: the hash is not a PHC string"),
+        "{err}"
+    );
+    std::fs::remove_file(&passwd_file).unwrap();
+    let out = passwd(&["-c", passwd_file.to_str().unwrap(), "alice"], "x\n");
+    assert_eq!(out.status.code(), Some(0));
+    let out = ringmq(&["check-config", config.path()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

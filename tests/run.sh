@@ -14,10 +14,22 @@ case "$broker" in
     *) echo "RINGMQ_TEST_BROKER=$broker: expected ringmq or mosquitto" >&2; exit 2 ;;
 esac
 
-# The Python suite's environment: paho-mqtt 2.x and pytest in .venv.
-if ! .venv/bin/python -c 'import paho.mqtt, pytest' 2>/dev/null; then
+# The Python suite's environment: paho-mqtt 2.x, pytest, and cryptography (test
+# certificates for the TLS tests) in .venv.
+if ! .venv/bin/python -c 'import paho.mqtt, pytest, cryptography' 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q 'paho-mqtt==2.*' pytest
+    .venv/bin/pip install -q 'paho-mqtt==2.*' pytest cryptography
+fi
+
+# The mosquitto clients (mosquitto_pub / mosquitto_sub), used by tests/broker_tls.rs and
+# tests/broker_auth.rs.
+if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto-clients
+    else
+        echo "tests/run.sh: mosquitto_pub/mosquitto_sub missing: apt-get install mosquitto-clients" >&2
+        exit 1
+    fi
 fi
 
 cargo build

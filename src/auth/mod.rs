@@ -1,9 +1,12 @@
-//! Enhanced authentication (MQTT 5.0 section 4.12): the one method ringmq offers,
-//! SCRAM-SHA-256 ([`scram`]), the users it checks ([`PasswordStore`]), and the exchange
-//! as MQTT packets ([`ConnAuth`]). Pure: the connection (CONNECT phase) and the handler
-//! (re-authentication) read and write the packets.
+//! Authentication and authorization: the password file ([`passwd`]), checked off the
+//! shards ([`verify`]) through the [`Authenticator`] trait; the ACL file ([`acl`]); the
+//! snapshot of both that the shards check clients against, swapped on SIGHUP
+//! ([`security`]); and enhanced authentication (MQTT 5.0 section 4.12) with the one method
+//! ringmq offers, SCRAM-SHA-256 ([`scram`]), the users it checks ([`PasswordStore`]), and
+//! the exchange as MQTT packets ([`ConnAuth`]). Pure but for the verification threads:
+//! the connection (CONNECT phase) and the handlers read and write the packets.
 //!
-//! Decisions where MQTT leaves room:
+//! Enhanced authentication, decisions where MQTT leaves room:
 //! - A failed exchange is answered with 0x87 Not authorized, in CONNACK and in DISCONNECT
 //!   alike: section 4.12 names it for refusing authentication, DISCONNECT has no 0x86, and
 //!   SCRAM does not use the CONNECT's User Name and Password fields that 0x86 speaks of.
@@ -21,14 +24,20 @@
     clippy::indexing_slicing
 )]
 
+pub mod acl;
+pub mod passwd;
+pub mod passwd_cli;
 pub mod scram;
+pub mod security;
 mod store;
+pub mod verify;
 
 use bytes::Bytes;
 
 use crate::protocol::{Auth, AuthProperties, MqttString, ReasonCode};
 pub use scram::ScramError;
 use scram::ServerFirst;
+pub use security::{Authenticator, ClientAccess, Principal, Security, SecurityCell};
 pub use store::{server_nonce, PasswordStore, SALT_BYTES};
 
 /// Whether `method` is an Authentication Method ringmq supports.

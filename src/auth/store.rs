@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use super::scram::{hmac, Credentials, KEY_BYTES};
-use crate::config::AuthConfig;
 
 /// Bytes of a salt, made at random for each user (RFC 5802 leaves the size open; 16 is
 /// what the RFC 7677 example uses).
@@ -15,8 +14,7 @@ const NONCE_BYTES: usize = 18;
 
 /// SCRAM credentials per user name.
 ///
-/// For now filled from `[[auth.users]]` (a store for testing, see [`crate::config::auth`]);
-/// password files will fill it later. An unknown name gets credentials that look like a
+/// Filled from the password file's SCRAM fields (`ringmq passwd --scram`). An unknown name gets credentials that look like a
 /// user's: a salt derived from the name under a key chosen at random at start-up (so it is
 /// the same at every try, like a real user's, but cannot be told from one), the configured
 /// iterations, and keys no proof matches. The exchange then fails at the proof, exactly
@@ -50,28 +48,6 @@ impl PasswordStore {
             fake_salt_key: random()?,
             fake_keys: random()?,
         })
-    }
-
-    /// The store of `[auth]`: each user's credentials derived with a random salt.
-    pub fn from_config(config: &AuthConfig) -> Result<Self, getrandom::Error> {
-        let mut store = Self::new(config.scram_iterations)?;
-        for user in &config.users {
-            store.add_password(&user.username, user.password.as_bytes())?;
-        }
-        Ok(store)
-    }
-
-    /// Adds (or replaces) `username`, deriving its credentials from `password` with a
-    /// random salt.
-    pub fn add_password(
-        &mut self,
-        username: &str,
-        password: &[u8],
-    ) -> Result<(), getrandom::Error> {
-        let salt: [u8; SALT_BYTES] = random()?;
-        let credentials = Credentials::derive(password, salt.to_vec(), self.iterations);
-        self.insert(username, credentials);
-        Ok(())
     }
 
     /// Adds (or replaces) `username` with credentials derived elsewhere.
@@ -124,37 +100,14 @@ pub fn server_nonce() -> Result<String, getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserConfig;
 
     #[test]
-    fn users_from_config_get_random_salts() {
-        let config = AuthConfig {
-            scram_iterations: 4096,
-            users: vec![
-                UserConfig {
-                    username: "alice".into(),
-                    password: "same".into(),
-                },
-                UserConfig {
-                    username: "bob".into(),
-                    password: "same".into(),
-                },
-            ],
-        };
-        let store = PasswordStore::from_config(&config).unwrap();
-        assert_eq!(store.len(), 2);
-        let (alice, known) = store.lookup("alice");
-        assert!(known);
-        let (bob, _) = store.lookup("bob");
-        assert_eq!(alice.salt.len(), SALT_BYTES);
-        assert_eq!(alice.iterations, 4096);
-        // Same password, different salts: different keys.
-        assert_ne!(alice.salt, bob.salt);
-        assert_ne!(alice.stored_key, bob.stored_key);
-        assert_eq!(
-            alice,
-            Credentials::derive(b"same", alice.salt.clone(), 4096)
-        );
+    fn stored_users_are_found() {
+        let mut store = PasswordStore::new(4096).unwrap();
+        let c = Credentials::derive(b"same", vec![7; SALT_BYTES], 4096);
+        store.insert("alice", c.clone());
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.lookup("alice"), (c, true));
     }
 
     #[test]

@@ -11,8 +11,13 @@ use crate::protocol::{Auth, AuthProperties, MqttString, ReasonCode};
 
 fn store() -> PasswordStore {
     let mut store = PasswordStore::new(4096).unwrap();
-    store.add_password("alice", b"wonderland").unwrap();
-    store.add_password("bob", b"builder").unwrap();
+    for (user, password, salt) in [
+        ("alice", b"wonderland".as_slice(), 1),
+        ("bob", b"builder", 2),
+    ] {
+        let credentials = scram::Credentials::derive(password, vec![salt; SALT_BYTES], 4096);
+        store.insert(user, credentials);
+    }
     store
 }
 

@@ -1,11 +1,10 @@
-//! `[auth]`: MQTT 5.0 enhanced authentication (SCRAM-SHA-256) and its users.
-//!
-//! The users listed here, with their passwords in the clear, are a store **for testing**:
-//! it exists until password files do. Their SCRAM credentials are derived at start-up with a
-//! random salt, and only those are kept by the running broker.
+//! `[auth]`: who may connect (password file, anonymous clients, failed-login delay and
+//! rate limit), what each client may do (ACL file), and MQTT 5.0 enhanced authentication
+//! (SCRAM-SHA-256, whose users come from the password file).
 
-use std::fmt;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,62 +12,130 @@ use super::{check_range, Problem};
 
 /// Default `auth.scram_iterations` (RFC 7677's minimum).
 pub const SCRAM_ITERATIONS_DEFAULT: u32 = 4096;
-/// Allowed `auth.scram_iterations`: at least RFC 7677's 4096; at most a million (each user
-/// costs that many HMACs at start-up, and each client as many per connection).
+/// Allowed `auth.scram_iterations`: at least RFC 7677's 4096; at most a million.
 pub const SCRAM_ITERATIONS_RANGE: RangeInclusive<u32> = 4096..=1_000_000;
-/// Longest `auth.users[].username`: an MQTT string.
-pub const USERNAME_BYTES_MAX: usize = 65_535;
+/// Default `auth.failed_login_delay_ms`.
+pub const FAILED_LOGIN_DELAY_MS_DEFAULT: u32 = 1000;
+/// Allowed `auth.failed_login_delay_ms`.
+pub const FAILED_LOGIN_DELAY_MS_RANGE: RangeInclusive<u32> = 0..=60_000;
+/// Default `auth.failed_logins_per_address_max`.
+pub const FAILED_LOGINS_PER_ADDRESS_MAX_DEFAULT: u32 = 10;
+/// Allowed `auth.failed_logins_per_address_max`.
+pub const FAILED_LOGINS_PER_ADDRESS_MAX_RANGE: RangeInclusive<u32> = 1..=1_000_000;
+/// Default `auth.failed_login_window_secs`.
+pub const FAILED_LOGIN_WINDOW_SECS_DEFAULT: u32 = 60;
+/// Allowed `auth.failed_login_window_secs`: a second to a day.
+pub const FAILED_LOGIN_WINDOW_SECS_RANGE: RangeInclusive<u32> = 1..=86_400;
+/// Default `auth.failed_login_addresses_max`.
+pub const FAILED_LOGIN_ADDRESSES_MAX_DEFAULT: u32 = 10_000;
+/// Allowed `auth.failed_login_addresses_max`.
+pub const FAILED_LOGIN_ADDRESSES_MAX_RANGE: RangeInclusive<u32> = 1..=10_000_000;
+/// Default `auth.verify_threads`.
+pub const VERIFY_THREADS_DEFAULT: u32 = 2;
+/// Allowed `auth.verify_threads`.
+pub const VERIFY_THREADS_RANGE: RangeInclusive<u32> = 1..=64;
+/// Default `auth.verify_queue_max`.
+pub const VERIFY_QUEUE_MAX_DEFAULT: u32 = 256;
+/// Allowed `auth.verify_queue_max`.
+pub const VERIFY_QUEUE_MAX_RANGE: RangeInclusive<u32> = 1..=1_000_000;
+/// Default `auth.acl_cache_topics_max`.
+pub const ACL_CACHE_TOPICS_MAX_DEFAULT: u32 = 64;
+/// Allowed `auth.acl_cache_topics_max`.
+pub const ACL_CACHE_TOPICS_MAX_RANGE: RangeInclusive<u32> = 1..=65_536;
 
 /// The `[auth]` section.
 ///
 /// # Invariants
 ///
-/// After `Config::validate`: `scram_iterations` is in range, and user names are distinct,
-/// non-empty MQTT strings with non-empty passwords.
+/// After `Config::validate`: every number is in its range. The files are read (and their
+/// errors reported) when the broker starts and on SIGHUP, not here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// PBKDF2 iterations of the SCRAM-SHA-256 credentials derived for `users` (the client
-    /// runs as many per connection). Default 4096, range 4096..=1000000.
+    /// Password file (`user:argon2id-hash` lines, made with `ringmq passwd`). A CONNECT
+    /// with a User Name must then carry that user's password. Default `""`: none, and a
+    /// User Name is taken as given (what ACL `user` sections then trust).
+    pub password_file: PathBuf,
+    /// Whether clients without a User Name (and without enhanced authentication) may
+    /// connect. Absent (the default): false when `password_file` is set, true otherwise.
+    pub allow_anonymous: Option<bool>,
+    /// ACL file in Mosquitto's syntax. Default `""`: none, every client may publish and
+    /// subscribe to every topic. When set, what it does not grant is denied.
+    pub acl_file: PathBuf,
+    /// How long a failed login waits before its refusal is sent, in milliseconds. Default
+    /// 1000, range 0..=60000.
+    pub failed_login_delay_ms: u32,
+    /// Failed logins from one address (an IPv4 address or an IPv6 /64) within
+    /// `failed_login_window_secs` after which its CONNECTs are refused at once, without a
+    /// check (v5 0x9F, v3 0x03), until the window has passed. Default 10, range
+    /// 1..=1000000.
+    pub failed_logins_per_address_max: u32,
+    /// The window of `failed_logins_per_address_max`, in seconds, counted from an
+    /// address's first failure. Default 60, range 1..=86400.
+    pub failed_login_window_secs: u32,
+    /// Addresses whose failures are remembered. Hit: expired entries are dropped, then the
+    /// oldest. Default 10000, range 1..=10000000.
+    pub failed_login_addresses_max: u32,
+    /// Threads that check passwords (an argon2id check takes tens of milliseconds, so it
+    /// never runs on a shard). Default 2, range 1..=64.
+    pub verify_threads: u32,
+    /// Password checks waiting for a thread. Hit: the CONNECT is refused with v5 0x89
+    /// Server busy (v3 0x03). Default 256, range 1..=1000000.
+    pub verify_queue_max: u32,
+    /// Topics whose access decisions each session remembers (the delivery hot path is
+    /// then a lookup). Hit: that session's cache is emptied. Default 64, range 1..=65536.
+    pub acl_cache_topics_max: u32,
+    /// PBKDF2 iterations that unknown user names appear to have in a SCRAM exchange (so
+    /// they cannot be told from real ones): set it to what `ringmq passwd
+    /// --scram-iterations` used. Default 4096, range 4096..=1000000.
     pub scram_iterations: u32,
-    /// `[[auth.users]]`: who may connect with Authentication Method "SCRAM-SHA-256".
-    /// Default none. For testing only, until password files exist: passwords are written
-    /// in the clear. Clients that do not use enhanced authentication are not affected.
-    pub users: Vec<UserConfig>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
+            password_file: PathBuf::new(),
+            allow_anonymous: None,
+            acl_file: PathBuf::new(),
+            failed_login_delay_ms: FAILED_LOGIN_DELAY_MS_DEFAULT,
+            failed_logins_per_address_max: FAILED_LOGINS_PER_ADDRESS_MAX_DEFAULT,
+            failed_login_window_secs: FAILED_LOGIN_WINDOW_SECS_DEFAULT,
+            failed_login_addresses_max: FAILED_LOGIN_ADDRESSES_MAX_DEFAULT,
+            verify_threads: VERIFY_THREADS_DEFAULT,
+            verify_queue_max: VERIFY_QUEUE_MAX_DEFAULT,
+            acl_cache_topics_max: ACL_CACHE_TOPICS_MAX_DEFAULT,
             scram_iterations: SCRAM_ITERATIONS_DEFAULT,
-            users: Vec::new(),
         }
     }
 }
 
-/// One `[[auth.users]]` entry. Both keys are needed (validation says so when one is
-/// missing: like every key, they have a default, the empty string, so that a parse error
-/// names the key at fault).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UserConfig {
-    /// The SCRAM user name (`n=`), compared byte for byte (no SASLprep).
-    pub username: String,
-    /// The password, in the clear (this store is for testing).
-    pub password: String,
-}
-
-impl fmt::Debug for UserConfig {
-    /// The password is left out, so that a logged configuration does not show it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserConfig")
-            .field("username", &self.username)
-            .field("password", &"<hidden>")
-            .finish()
-    }
-}
-
 impl AuthConfig {
+    /// The password file, if one is configured.
+    pub fn password_file(&self) -> Option<&std::path::Path> {
+        (!self.password_file.as_os_str().is_empty()).then_some(self.password_file.as_path())
+    }
+
+    /// The ACL file, if one is configured.
+    pub fn acl_file(&self) -> Option<&std::path::Path> {
+        (!self.acl_file.as_os_str().is_empty()).then_some(self.acl_file.as_path())
+    }
+
+    /// `allow_anonymous`, or its default: false with a password file, true without.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous
+            .unwrap_or(self.password_file().is_none())
+    }
+
+    /// `failed_login_delay_ms` as a `Duration`.
+    pub fn failed_login_delay(&self) -> Duration {
+        Duration::from_millis(u64::from(self.failed_login_delay_ms))
+    }
+
+    /// `failed_login_window_secs` as a `Duration`.
+    pub fn failed_login_window(&self) -> Duration {
+        Duration::from_secs(u64::from(self.failed_login_window_secs))
+    }
+
     pub(super) fn validate(&self, problems: &mut Vec<Problem>) {
         check_range(
             problems,
@@ -76,34 +143,47 @@ impl AuthConfig {
             self.scram_iterations,
             SCRAM_ITERATIONS_RANGE,
         );
-        for (i, user) in self.users.iter().enumerate() {
-            let key = format!("auth.users[{i}].username");
-            let name = &user.username;
-            if name.is_empty() {
-                problems.push(Problem::new(key, "\"\"", "must not be empty"));
-            } else if name.len() > USERNAME_BYTES_MAX || name.contains('\0') {
-                problems.push(Problem::new(
-                    key,
-                    format!("{name:?}"),
-                    format!(
-                        "must be at most {USERNAME_BYTES_MAX} bytes without NUL characters \
-                         (an MQTT string)"
-                    ),
-                ));
-            } else if let Some(first) = self.users[..i].iter().position(|u| u.username == *name) {
-                problems.push(Problem::new(
-                    key,
-                    format!("{name:?}"),
-                    format!("must differ from auth.users[{first}].username"),
-                ));
-            }
-            if user.password.is_empty() {
-                problems.push(Problem::new(
-                    format!("auth.users[{i}].password"),
-                    "\"\"",
-                    "must not be empty",
-                ));
-            }
-        }
+        check_range(
+            problems,
+            "auth.failed_login_delay_ms",
+            self.failed_login_delay_ms,
+            FAILED_LOGIN_DELAY_MS_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.failed_logins_per_address_max",
+            self.failed_logins_per_address_max,
+            FAILED_LOGINS_PER_ADDRESS_MAX_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.failed_login_window_secs",
+            self.failed_login_window_secs,
+            FAILED_LOGIN_WINDOW_SECS_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.failed_login_addresses_max",
+            self.failed_login_addresses_max,
+            FAILED_LOGIN_ADDRESSES_MAX_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.verify_threads",
+            self.verify_threads,
+            VERIFY_THREADS_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.verify_queue_max",
+            self.verify_queue_max,
+            VERIFY_QUEUE_MAX_RANGE,
+        );
+        check_range(
+            problems,
+            "auth.acl_cache_topics_max",
+            self.acl_cache_topics_max,
+            ACL_CACHE_TOPICS_MAX_RANGE,
+        );
     }
 }

@@ -12,11 +12,13 @@
 //! [`Config::load_with`] does all three.
 //!
 //! Sections: `[runtime]` in [`tuning`], `[limits]` in [`limits`], `[mqtt]` in [`mqtt`],
-//! `[auth]` in [`auth`], `[[listener]]`, `[storage]` and `[log]` here.
+//! `[auth]` in [`auth`], a listener's `tls` table in [`tls`], `[[listener]]`, `[storage]`
+//! and `[log]` here.
 
 pub mod auth;
 pub mod limits;
 pub mod mqtt;
+pub mod tls;
 pub mod tuning;
 
 use std::fmt;
@@ -31,9 +33,10 @@ use serde::de::{Deserializer, Error as _, Unexpected};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use auth::{AuthConfig, UserConfig};
+pub use auth::AuthConfig;
 pub use limits::{Limits, RateAction};
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
+pub use tls::{TlsConfig, TlsVersion};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
 
 /// The default configuration file, with every key, its default and its range commented.
@@ -97,7 +100,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `[mqtt]`: optional MQTT features (capabilities, shared subscriptions, redirection).
     pub mqtt: MqttConfig,
-    /// `[auth]`: enhanced authentication (SCRAM-SHA-256) and its users.
+    /// `[auth]`: password file, anonymous clients, ACL file, failed-login limits, SCRAM.
     pub auth: AuthConfig,
 }
 
@@ -177,6 +180,7 @@ impl Config {
                     Ok(ListenerConfig {
                         bind,
                         kind: ListenerKind::Tcp,
+                        tls: None,
                         ..template.clone()
                     })
                 })
@@ -238,8 +242,8 @@ impl Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `--listen ADDR`, repeatable. When given, replaces every `[[listener]]` of the file
-    /// with one TCP listener per address; `backlog` and `max_connections` are copied from
-    /// the file's first listener (or the defaults when the file has none).
+    /// with one plain TCP listener per address; `backlog` and `max_connections` are copied
+    /// from the file's first listener (or the defaults when the file has none).
     pub listen: Vec<String>,
     /// `--data-dir DIR`: replaces `storage.data_dir`.
     pub data_dir: Option<PathBuf>,
@@ -279,6 +283,10 @@ pub struct ListenerConfig {
     pub max_connections: u32,
     /// Transport. Default and, for now, only value: `"tcp"`.
     pub kind: ListenerKind,
+    /// MQTT over TLS on this listener (and, with a `ca`, client certificates). Default
+    /// none: plain MQTT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ListenerConfig {
@@ -288,13 +296,17 @@ impl Default for ListenerConfig {
             backlog: BACKLOG_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
             kind: ListenerKind::Tcp,
+            tls: None,
         }
     }
 }
 
 impl fmt::Display for ListenerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.bind, self.kind)
+        match &self.tls {
+            None => write!(f, "{} ({})", self.bind, self.kind),
+            Some(_) => write!(f, "{} ({}, tls)", self.bind, self.kind),
+        }
     }
 }
 
@@ -333,6 +345,9 @@ fn validate_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>)
             listener.max_connections,
             MAX_CONNECTIONS_MIN,
         );
+        if let Some(tls) = &listener.tls {
+            tls.validate(&format!("listener[{i}].tls"), problems);
+        }
     }
 }
 
@@ -1257,24 +1272,37 @@ mod tests {
     // --- [auth] ------------------------------------------------------------------------
 
     #[test]
-    fn auth_users_are_read() {
-        let text = "[auth]\nscram_iterations = 8192\n\
-                    [[auth.users]]\nusername = \"alice\"\npassword = \"secret\"\n\
-                    [[auth.users]]\nusername = \"bob\"\npassword = \"builder\"\n";
+    fn auth_keys_are_read() {
+        let text = "[auth]\nscram_iterations = 8192\npassword_file = \"/etc/ringmq/passwd\"\n\
+                    acl_file = \"/etc/ringmq/acl\"\nfailed_login_delay_ms = 250\n";
         let Ok(config) = parse(text) else {
             panic!("valid [auth] rejected");
         };
         assert_eq!(config.auth.scram_iterations, 8192);
-        assert_eq!(config.auth.users.len(), 2);
-        assert_eq!(config.auth.users[1].username, "bob");
-        assert_eq!(config.auth.users[1].password, "builder");
-        assert!(config.validate().is_ok());
-        // Debug output (a logged configuration) does not show passwords.
-        let debug = format!("{config:?}");
-        assert!(
-            debug.contains("alice") && !debug.contains("secret"),
-            "{debug}"
+        assert_eq!(
+            config.auth.password_file(),
+            Some(Path::new("/etc/ringmq/passwd"))
         );
+        assert_eq!(config.auth.acl_file(), Some(Path::new("/etc/ringmq/acl")));
+        assert_eq!(config.auth.failed_login_delay(), Duration::from_millis(250));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn anonymous_clients_default_to_refused_only_with_a_password_file() {
+        let mut auth = AuthConfig::default();
+        assert!(auth.anonymous_allowed(), "no password file: anyone");
+        auth.password_file = PathBuf::from("passwd");
+        assert!(!auth.anonymous_allowed(), "a password file: only its users");
+        auth.allow_anonymous = Some(true);
+        assert!(auth.anonymous_allowed());
+        auth.password_file = PathBuf::new();
+        auth.allow_anonymous = Some(false);
+        assert!(!auth.anonymous_allowed());
+        let Ok(config) = parse("[auth]\nallow_anonymous = true\npassword_file = \"p\"\n") else {
+            panic!("valid [auth] rejected");
+        };
+        assert!(config.auth.anonymous_allowed());
     }
 
     #[test]
@@ -1284,61 +1312,41 @@ mod tests {
             err.starts_with("test.toml:2:1: auth.iterations: unknown field `iterations`"),
             "{err}"
         );
-        let err = parse_err(
-            "[[auth.users]]\nusername = \"a\"\npassword = \"b\"\n\
-             [[auth.users]]\nusername = \"c\"\npasswd = \"d\"\n",
-        );
-        assert!(
-            err.starts_with("test.toml:6:1: auth.users[1].passwd: unknown field `passwd`"),
-            "{err}"
-        );
+        // The plaintext user list of earlier versions is gone: passwords live in the
+        // password file, hashed.
+        let err = parse_err("[[auth.users]]\nusername = \"a\"\npassword = \"b\"\n");
+        assert!(err.contains("auth.users: unknown field `users`"), "{err}");
     }
 
     #[test]
     fn auth_rules_are_enforced() {
-        let user = |name: &str, password: &str| UserConfig {
-            username: name.into(),
-            password: password.into(),
-        };
         let mut config = Config::default();
         config.auth.scram_iterations = 4095;
-        assert_eq!(keys(&config), ["auth.scram_iterations"]);
-        config.auth.scram_iterations = 1_000_001;
-        assert_eq!(keys(&config), ["auth.scram_iterations"]);
-        config.auth.scram_iterations = 4096;
-        config.auth.users = vec![
-            user("alice", "x"),
-            user("", "y"),
-            user("alice", "z"),
-            user("nul\0", "w"),
-            user("bob", ""),
-        ];
+        config.auth.failed_login_delay_ms = 60_001;
+        config.auth.failed_logins_per_address_max = 0;
+        config.auth.failed_login_window_secs = 0;
+        config.auth.failed_login_addresses_max = 0;
+        config.auth.verify_threads = 65;
+        config.auth.verify_queue_max = 0;
+        config.auth.acl_cache_topics_max = 0;
         assert_eq!(
             keys(&config),
             [
-                "auth.users[1].username",
-                "auth.users[2].username",
-                "auth.users[3].username",
-                "auth.users[4].password",
+                "auth.scram_iterations",
+                "auth.failed_login_delay_ms",
+                "auth.failed_logins_per_address_max",
+                "auth.failed_login_window_secs",
+                "auth.failed_login_addresses_max",
+                "auth.verify_threads",
+                "auth.verify_queue_max",
+                "auth.acl_cache_topics_max",
             ]
         );
         let found = problems(&config);
         assert_eq!(
-            found[1].to_string(),
-            "auth.users[2].username: must differ from auth.users[0].username; got \"alice\""
+            found[5].to_string(),
+            "auth.verify_threads: must be between 1 and 64; got 65"
         );
-        assert_eq!(
-            found[3].to_string(),
-            "auth.users[4].password: must not be empty; got \"\""
-        );
-    }
-
-    #[test]
-    fn auth_user_missing_a_key_is_reported_by_validation() {
-        let Ok(config) = parse("[[auth.users]]\nusername = \"alice\"\n") else {
-            panic!("a user without password should parse, then fail validation");
-        };
-        assert_eq!(keys(&config), ["auth.users[0].password"]);
     }
 
     // --- loading files -----------------------------------------------------------------

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::future;
 
+use super::transport::Transport;
 use crate::auth::{AuthError, ConnAuth};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, Decoded, MqttString, Packet, PacketType,
@@ -43,11 +43,21 @@ impl From<AuthError> for Failure {
 /// (CONNACK >= 0x80 [MQTT-4.12.0-4]) where that applies, and the connection must close.
 pub(super) async fn authenticate(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     connect: &Connect,
     method: &MqttString,
     rbuf: &mut BytesMut,
+    ip: std::net::IpAddr,
 ) -> Option<Authenticated> {
+    let client_id = connect.client_id.as_str();
+    // A failed SCRAM proof is a failed login like a wrong password: the same per-address
+    // limit and delay apply.
+    if shard.verifier.is_blocked(ip, std::time::Instant::now()) {
+        tracing::info!(client_id, %ip, "refused: too many failed logins from this address");
+        let why = "too many failed logins from this address".to_owned();
+        refuse(stream, connect, ReasonCode::ConnectionRateExceeded, why).await;
+        return None;
+    }
     let timeout = Duration::from_secs(u64::from(shard.config.limits.connect_timeout_secs));
     let shutdown = shard.shutdown.clone();
     let stopped = async {
@@ -56,7 +66,6 @@ pub(super) async fn authenticate(
     };
     let running =
         crate::shard::with_timeout(exchange(shard, stream, connect, method, rbuf), timeout);
-    let client_id = connect.client_id.as_str();
     match future::or(running, stopped).await {
         Some(Ok(done)) => {
             tracing::debug!(client_id, user = done.auth.username(), "authenticated");
@@ -64,6 +73,10 @@ pub(super) async fn authenticate(
         }
         Some(Err(Failure::Refused(reason, why))) => {
             tracing::info!(client_id, ?reason, "refused: {why}");
+            if reason == ReasonCode::NotAuthorized {
+                shard.verifier.failed(ip, std::time::Instant::now());
+                glommio::timer::sleep(shard.config.auth.failed_login_delay()).await;
+            }
             refuse(stream, connect, reason, why).await;
             None
         }
@@ -82,7 +95,7 @@ pub(super) async fn authenticate(
 /// client-final in the client's AUTH 0x18; the server-final goes in the CONNACK.
 async fn exchange(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     connect: &Connect,
     method: &MqttString,
     rbuf: &mut BytesMut,
@@ -90,7 +103,8 @@ async fn exchange(
     let user_name = connect.username.as_ref().map(MqttString::as_str);
     let data = connect.properties.authentication_data.as_ref();
     // 0x8C for another method [MQTT-4.12.0-1].
-    let (mut auth, reply) = ConnAuth::start(&shard.passwords, method, data, user_name)?;
+    let security = shard.security.borrow().clone();
+    let (mut auth, reply) = ConnAuth::start(&security.scram, method, data, user_name)?;
     let bytes = Packet::Auth(reply)
         .to_bytes(ProtocolVersion::V5)
         .map_err(|e| Failure::Refused(ReasonCode::UnspecifiedError, e.to_string()))?;
@@ -132,7 +146,7 @@ async fn exchange(
 
 /// The next packet from the client: from `rbuf` first, then the socket.
 async fn read_packet(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Packet, Failure> {
@@ -154,7 +168,7 @@ async fn read_packet(
 
 /// Sends a refusing CONNACK, saying why in a Reason String when the packet then still fits
 /// the client's Maximum Packet Size [MQTT-3.2.2-19], and closes.
-async fn refuse(stream: &mut TcpStream, connect: &Connect, reason: ReasonCode, why: String) {
+async fn refuse(stream: &mut Transport, connect: &Connect, reason: ReasonCode, why: String) {
     // A reason a CONNACK cannot carry (0x94 from a PUBLISH that failed to decode) becomes
     // a protocol error: no packet but AUTH or DISCONNECT belonged here anyway.
     let reason = if ReasonCode::allowed_in(PacketType::ConnAck).contains(&reason) {
@@ -184,5 +198,5 @@ async fn refuse(stream: &mut TcpStream, connect: &Connect, reason: ReasonCode, w
     if let Some(bytes) = bytes {
         let _ = stream.write_all(&bytes).await;
     }
-    let _ = stream.close().await;
+    stream.close().await;
 }

@@ -9,20 +9,22 @@
 
 mod authenticate;
 mod keep_alive;
+mod login;
 mod read;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncWriteExt};
+use futures_lite::future;
 use glommio::net::TcpStream;
 
+use crate::auth::Principal;
 use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
 use crate::limit::{Limit, ListenerSlot, PublishRate, RateVerdict};
@@ -33,7 +35,9 @@ use crate::protocol::{
 use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
 use crate::shard::{Shard, Slots};
+use crate::tls::TlsAcceptor;
 pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
+pub use transport::Transport;
 
 /// First read size of a connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
 const INITIAL_READ_BYTES: usize = 1024;
@@ -62,29 +66,35 @@ pub enum End {
     Closed(ReasonCode),
 }
 
-/// Serves a newly accepted socket: reads its CONNECT, then serves it here or hands it to
-/// its home shard.
+/// Serves a newly accepted socket: TLS handshake (on a TLS listener), CONNECT, then serves
+/// it here or hands it to its home shard.
 ///
 /// The CONNECT phase and the session set-up run in a boxed future that is freed once the
 /// connection is up: the future returned here is what the connection's task holds for its
 /// whole life, so it holds only the connection's state ([`Conn`], [`Io`]) and the wait.
 ///
 /// `slots` hold the connection's place under the connection limits until it ends.
-pub fn accept(shard: Rc<Shard>, stream: TcpStream, slots: Slots) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream, slots)))
+pub fn accept(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    tls: Option<Arc<TlsAcceptor>>,
+    slots: Slots,
+) -> impl Future<Output = ()> {
+    run(Box::pin(accept_connect(shard, stream, tls, slots)))
 }
 
 /// Serves a connection handed over by the shard that accepted it.
 pub fn adopt(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    stream: Transport,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
+    principal: Principal,
     listener: ListenerSlot,
 ) -> impl Future<Output = ()> {
     run(Box::pin(adopt_connect(
-        shard, stream, connect, buffered, peer, listener,
+        shard, stream, connect, buffered, peer, principal, listener,
     )))
 }
 
@@ -93,10 +103,11 @@ pub fn adopt(
 /// 0x97 Quota exceeded (v3: 0x03 Server unavailable), as its CONNECT has been read.
 async fn adopt_connect(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: Transport,
     connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
+    principal: Principal,
     listener: ListenerSlot,
 ) -> Option<(Conn, Io)> {
     let Some(slot) = shard.connection_slot() else {
@@ -114,7 +125,14 @@ async fn adopt_connect(
         listener,
         shard: slot,
     };
-    start_session(shard, stream, connect, buffered, peer, false, slots).await
+    let served = start_session(shard, stream, connect, buffered, peer, false, principal).await;
+    served.map(|served| holding(served, slots))
+}
+
+/// The served connection, holding its place under the connection limits until it ends.
+fn holding((conn, mut io): (Conn, Io), slots: Slots) -> (Conn, Io) {
+    io.slots = Some(slots);
+    (conn, io)
 }
 
 type Setup = Pin<Box<dyn Future<Output = Option<(Conn, Io)>>>>;
@@ -131,21 +149,25 @@ async fn run(setup: Setup) {
 /// The CONNECT phase: returns the connection if it is served on this shard.
 async fn accept_connect(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<Arc<TlsAcceptor>>,
     slots: Slots,
 ) -> Option<(Conn, Io)> {
-    let peer = match stream.peer_addr() {
+    let peer = match tcp.peer_addr() {
         Ok(p) => p,
         Err(_) => return None,
     };
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     let limits = &shard.config.limits;
     let mut rbuf = BytesMut::new();
+    // The TLS handshake and the CONNECT together must be done within the timeout.
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
+    let deadline = Instant::now() + timeout;
+    let mut stream = transport::open(&shard, tcp, tls.as_deref(), peer, timeout).await?;
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
         read_connect(&mut stream, &mut rbuf, limits.packet_bytes_max as usize),
-        timeout,
+        deadline.saturating_duration_since(Instant::now()),
     );
     // A socket still in its CONNECT phase ends at shutdown like any other.
     let stopped = async {
@@ -173,6 +195,11 @@ async fn accept_connect(
     };
     let mut connect = connect;
     let version = connect.protocol;
+    if let Err(e) = stream.apply_cert_username(&mut connect) {
+        refuse(&mut stream, version, ReasonCode::NotAuthorized).await;
+        tracing::info!(%peer, "refused: {e}");
+        return None;
+    }
     let mut assigned = false;
     if connect.client_id.is_empty() {
         match version {
@@ -213,26 +240,59 @@ async fn accept_connect(
         tracing::info!(%peer, client_id = %connect.client_id, ?reason, "refused");
         return None;
     }
+    // User Name and Password (off this shard's loop; a failure is delayed), unless the
+    // verified client certificate named the user.
+    let certified = stream.cert_username().is_some();
+    let checked = future::or(
+        async { Some(login::login(&shard, &connect, peer.ip(), certified).await) },
+        async {
+            shutdown.wait().await;
+            None
+        },
+    );
+    let principal = match checked.await {
+        Some(Ok(p)) => p,
+        Some(Err(refused)) => {
+            refuse(&mut stream, version, refused.reason()).await;
+            tracing::info!(
+                %peer, client_id = %connect.client_id,
+                user = connect.username.as_ref().map(MqttString::as_str),
+                reason = ?refused.reason(), "refused: {refused:?}"
+            );
+            return None;
+        }
+        None => return None,
+    };
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
-        let buffered = rbuf.freeze();
-        return start_session(shard, stream, connect, buffered, peer, assigned, slots).await;
+        let served = start_session(
+            shard,
+            stream,
+            connect,
+            rbuf.freeze(),
+            peer,
+            assigned,
+            principal,
+        )
+        .await;
+        return served.map(|served| holding(served, slots));
     }
-    let fd = match crate::shard::dup_fd(stream.as_raw_fd()) {
-        Ok(fd) => fd,
+    let (fd, tls) = match stream.into_handoff() {
+        Ok(parts) => parts,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot hand the connection off");
             return None;
         }
     };
-    drop(stream);
     // The listener's count goes with the connection; this shard's is released.
     let handoff = Handoff {
         fd,
+        tls,
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,
+        principal,
         listener: slots.listener,
     };
     if shard.hand_off(home, handoff).await.is_err() {
@@ -247,7 +307,7 @@ enum ConnectFailure {
 }
 
 async fn read_connect(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     rbuf: &mut BytesMut,
     max: usize,
 ) -> Result<Connect, ConnectFailure> {
@@ -267,7 +327,7 @@ async fn read_connect(
 
 /// A CONNECT that does not decode: answer an unsupported protocol level with CONNACK
 /// 0x01 (v3) / 0x84 (v5) [MQTT-3.1.2-2]; close on anything else.
-async fn reject_undecodable(stream: &mut TcpStream, e: &DecodeError) {
+async fn reject_undecodable(stream: &mut Transport, e: &DecodeError) {
     if let DecodeError::UnsupportedProtocolVersion(level) = e {
         let v = if *level >= 5 {
             ProtocolVersion::V5
@@ -315,14 +375,14 @@ fn advertise_capabilities(m: &MqttConfig, props: &mut ConnAckProperties) {
 }
 
 /// Sends a refusing CONNACK and closes.
-async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
+async fn refuse(stream: &mut Transport, version: ProtocolVersion, reason: ReasonCode) {
     refuse_with(stream, version, reason, ConnAckProperties::default(), None).await;
 }
 
 /// Sends a refusing CONNACK with properties (v5 only; v3 has none), within the client's
 /// Maximum Packet Size, and closes.
 async fn refuse_with(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     version: ProtocolVersion,
     reason: ReasonCode,
     properties: ConnAckProperties,
@@ -338,7 +398,7 @@ async fn refuse_with(
     if let Ok(bytes) = packet.to_bytes(version) {
         let _ = stream.write_all(&bytes).await;
     }
-    let _ = stream.close().await;
+    stream.close().await;
 }
 
 /// Leaves out what a CONNACK can go without (Response Information, Server Reference) when
@@ -393,12 +453,12 @@ fn assign_client_id(shard: &Shard) -> MqttString {
 /// Returns the connection ready for [`serve`].
 async fn start_session(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
-    connect: Box<Connect>,
+    mut stream: Transport,
+    mut connect: Box<Connect>,
     buffered: Bytes,
     peer: SocketAddr,
     assigned: bool,
-    slots: Slots,
+    mut principal: Principal,
 ) -> Option<(Conn, Io)> {
     let version = connect.protocol;
     // A copy: `buffered` is a slice of the CONNECT's read buffer, which it would pin.
@@ -406,10 +466,20 @@ async fn start_session(
     // Enhanced authentication (v5 Authentication Method), before the session is touched.
     let authenticated = match &connect.properties.authentication_method {
         Some(method) => Some(
-            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf).await?,
+            authenticate::authenticate(&shard, &mut stream, &connect, method, &mut rbuf, peer.ip())
+                .await?,
         ),
         None => None,
     };
+    let security = shard.security.borrow().clone();
+    if let Some(a) = &authenticated {
+        let user = a.auth.username();
+        principal = Principal {
+            user: Some(Arc::from(user)),
+            credential: security.scram_credential(user),
+            certificate: false,
+        };
+    }
     let limits = &shard.config.limits;
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
     // Takeover [MQTT-3.1.4-3]: the older connection ends (v5: DISCONNECT 0x8E).
@@ -446,6 +516,16 @@ async fn start_session(
             shard.limit_stats.clone(),
         )),
     };
+    let user = principal.user.clone();
+    let mut access = security.access_for(principal, &client_id);
+    // A will on a topic the client may not publish to is never published.
+    if let (Some(w), Some(a)) = (&connect.will, access.as_mut()) {
+        if !a.may_write(w.topic.as_str()) {
+            tracing::info!(client_id = %client_id, topic = %w.topic, "will dropped: the ACL does not let this client write its topic");
+            connect.will = None;
+        }
+    }
+    session.borrow_mut().access = access;
     let p = &connect.properties;
     session.borrow_mut().expiry_secs = match version {
         ProtocolVersion::V5 => p.session_expiry_interval.unwrap_or(0),
@@ -513,6 +593,12 @@ async fn start_session(
                 expiry_secs,
                 client_id: client_id.clone(),
             });
+            // Who it is, so that the ACL filters its queue while it is away, restarts
+            // included.
+            s.journal(crate::persist::state::StateRecord::SessionUser {
+                no,
+                user: user.clone(),
+            });
         }
         // A will still pending from the last connection is not sent [MQTT-3.1.3-9]; this
         // connection's is logged (durable sessions), so that a crash publishes it.
@@ -537,7 +623,7 @@ async fn start_session(
         shard.share_online(key, &session, true).await;
     }
     tracing::info!(
-        client_id = %client_id, %peer, shard = %shard.id, %version,
+        client_id = %client_id, %peer, shard = %shard.id, %version, user = user.as_deref(),
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
     );
     let session_expiry_at_connect = p.session_expiry_interval.unwrap_or(0);
@@ -567,7 +653,7 @@ async fn start_session(
         // shard's keep-alive sweep watches the deadline.
         grace: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         rate: PublishRate::new(limits, Instant::now()),
-        _slots: slots,
+        slots: None,
     };
     conn.outbox
         .set_deadline(io.grace.map(|g| Instant::now() + g));
@@ -577,7 +663,7 @@ async fn start_session(
 
 /// A served connection's socket and buffers.
 struct Io {
-    stream: TcpStream,
+    stream: Transport,
     /// Bytes read and not yet decoded.
     rbuf: BytesMut,
     /// What is being written (swapped with the outbox's buffer).
@@ -590,8 +676,9 @@ struct Io {
     /// `limits.publish_messages_per_sec` / `publish_bytes_per_sec`; `None` (no memory)
     /// when both are off.
     rate: Option<Box<PublishRate>>,
-    /// The connection's place under the connection limits, freed when it ends.
-    _slots: Slots,
+    /// The connection's place under the connection limits, freed when it ends (set by
+    /// [`holding`] once the connection is served).
+    slots: Option<Slots>,
 }
 
 /// The packet loop. Returns how the connection ended.
@@ -759,7 +846,7 @@ async fn dispatch_buffered(
 /// Writes everything buffered for this connection, in as few writes as it takes.
 async fn flush(
     outbox: &Outbox,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     wbuf: &mut BytesMut,
 ) -> std::io::Result<()> {
     while !outbox.is_empty() {
@@ -768,12 +855,12 @@ async fn flush(
         stream.write_all(wbuf).await?;
     }
     wbuf.clear();
-    Ok(())
+    stream.flush().await
 }
 
 /// After the loop: tell a v5 client why (when the server ends it), publish the will unless
 /// the client disconnected normally, detach or end the session.
-async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
+async fn finish(conn: Conn, mut stream: Transport, end: End) {
     let reason = match &end {
         End::Error(e) => Some(e.reason_code()),
         End::KeepAlive => Some(ReasonCode::KeepAliveTimeout),
@@ -818,6 +905,8 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     }
     let will = match &end {
         End::Disconnected { will } => *will,
+        // Its credentials were revoked (a reload): nothing more is done on its behalf.
+        End::Closed(ReasonCode::NotAuthorized) => false,
         _ => true,
     };
     match &end {
@@ -830,5 +919,5 @@ async fn finish(conn: Conn, mut stream: TcpStream, end: End) {
     // DISCONNECT accepted must not find its will published, or its session's expiry
     // restarted, by a crash right after.
     handler::end_session(conn, will).await;
-    let _ = stream.close().await;
+    stream.close().await;
 }

@@ -4,7 +4,9 @@
 //! the caller's buffer and, when nothing is there, waits on a poll of the socket; the buffer
 //! is not touched while it waits. So one scratch buffer per shard (thread) serves every
 //! connection on it: each read borrows it for the `recv` only and copies what came into the
-//! connection's read buffer, and an idle connection holds no read chunk at all.
+//! connection's read buffer, and an idle connection holds no read chunk at all. A TLS
+//! connection reads the same way: rustls keeps the records it has read, and gives out the
+//! decrypted bytes into the scratch buffer.
 
 use std::cell::RefCell;
 use std::io;
@@ -12,9 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use futures_lite::AsyncRead;
-use glommio::net::TcpStream;
 
+use super::transport::Transport;
 use crate::session::Outbox;
 
 thread_local! {
@@ -26,7 +27,7 @@ thread_local! {
 /// Reads up to `len` bytes from `stream` and appends them to `rbuf`; `Ready(Ok(0))` is end
 /// of stream.
 pub fn poll_read(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     cx: &mut Context<'_>,
     len: usize,
     rbuf: &mut BytesMut,
@@ -41,7 +42,7 @@ pub fn poll_read(
         let Some(buf) = scratch.get_mut(..len) else {
             return Poll::Ready(Ok(0));
         };
-        let result = Pin::new(stream).poll_read(cx, buf);
+        let result = stream.poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = &result {
             rbuf.extend_from_slice(buf.get(..*n).unwrap_or_default());
         }
@@ -64,7 +65,7 @@ pub enum Event {
 /// read buffer, write buffer and outbox buffer give their memory back (they are allocated
 /// again by the next burst; a busy connection rarely gets here).
 pub async fn next_event(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     outbox: &Outbox,
     paused: bool,
     len: usize,

@@ -13,9 +13,14 @@ pub fn auth(conn: &mut Conn, auth: &Auth) -> Result<Flow, HandlerError> {
             "AUTH without an authentication method in CONNECT",
         ));
     };
-    let reply = state.reauth_step(&conn.shard.passwords, auth)?;
+    let security = conn.shard.security.borrow().clone();
+    let reply = state.reauth_step(&security.scram, auth)?;
     if reply.reason == crate::protocol::ReasonCode::Success {
         tracing::debug!(client_id = %conn.client_id, user = state.username(), "re-authenticated");
+        // The password-file line proved now is what a reload compares against.
+        if let Some(access) = conn.session.borrow_mut().access.as_mut() {
+            access.principal.credential = security.scram_credential(state.username());
+        }
     }
     // An AUTH the client could not take is not sent [MQTT-3.1.2-24]: the re-authentication
     // cannot go on, so the connection ends with 0x95.

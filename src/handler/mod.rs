@@ -228,7 +228,12 @@ pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerEr
 /// then detach the session, or end it if it does not outlive the connection. Does nothing
 /// else to a session another connection has taken over.
 pub async fn end_session(conn: Conn, publish_will: bool) {
-    let will = conn.will.as_deref().filter(|_| publish_will);
+    // A will is published only to a topic the ACL (as it is now) lets the client write.
+    let will = conn
+        .will
+        .as_deref()
+        .filter(|_| publish_will)
+        .filter(|w| conn.session.borrow_mut().may_write(w.topic.as_str()));
     let delay = will.map_or(0, will_delay);
     let mut delayed = None;
     if let Some(w) = will {

@@ -42,6 +42,9 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
         conn.shard.limit_stats.hit(Limit::TopicTooLong);
         return Err(HandlerError::TopicTooLong(bytes_max, levels_max));
     }
+    if !conn.session.borrow_mut().may_write(p.topic.as_str()) {
+        return refuse_unauthorized(conn, &p);
+    }
     let packet_id = p.packet_id;
     let max = limits.inflight_count_max;
     match (p.qos, packet_id) {
@@ -96,6 +99,29 @@ fn refuse_payload(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerError> {
     ack.reason = crate::protocol::ReasonCode::PayloadFormatInvalid;
     ack.properties.reason_string =
         conn.reason_string("payload is not UTF-8 as its Payload Format Indicator says");
+    let packet = match p.qos {
+        QoS::ExactlyOnce => Packet::PubRec(ack),
+        _ => Packet::PubAck(ack),
+    };
+    conn.acknowledge(packet, None);
+    Ok(Flow::Continue)
+}
+
+/// A PUBLISH the ACL does not let this client write: not routed. MQTT 5.0: PUBACK /
+/// PUBREC 0x87 Not authorized (QoS 0 has no answer). MQTT 3.1/3.1.1 have no way to say
+/// it: the message is acknowledged as usual and dropped, as Mosquitto does (a QoS 2 flow
+/// still completes: its PUBREL gets a PUBCOMP).
+fn refuse_unauthorized(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerError> {
+    tracing::debug!(client_id = %conn.client_id, topic = %p.topic, "PUBLISH denied by the ACL");
+    let Some(id) = p.packet_id else {
+        return Ok(Flow::Continue);
+    };
+    let mut ack = Ack::new(id);
+    if conn.version.is_v5() {
+        ack.reason = crate::protocol::ReasonCode::NotAuthorized;
+        ack.properties.reason_string =
+            conn.reason_string("not authorized to publish to this topic");
+    }
     let packet = match p.qos {
         QoS::ExactlyOnce => Packet::PubRec(ack),
         _ => Packet::PubAck(ack),

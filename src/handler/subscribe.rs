@@ -46,6 +46,14 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
             problem = Some("topic filter longer than limits.topic_bytes_max / topic_levels_max");
             conn.shard.limit_stats.hit(Limit::FilterTooLong);
             ReasonCode::TopicFilterInvalid
+        } else if !conn
+            .session
+            .borrow()
+            .may_subscribe(filter.matching_filter())
+        {
+            // MQTT 3.1.1 has 0x80 only (the encoder translates).
+            problem = Some("not authorized to subscribe to this topic filter");
+            ReasonCode::NotAuthorized
         } else if !known && count >= limits.subscriptions_per_client_max as usize {
             problem = Some("subscriptions per client at limits.subscriptions_per_client_max");
             conn.shard.limit_stats.hit(Limit::SubscriptionQuota);

@@ -29,6 +29,7 @@
 //! | 16   | Queue         | no u64, next_seq u64, low_seq u64, low_offset u64, then three lists (u32 count, u64 each): acked, released, sent |
 //! | 17   | Sent          | no u64, seq u64 (a queued delivery was first sent)         |
 //! | 18   | DelayedWill   | no u64, delay_secs u32, due_unix_ms u64, message            |
+//! | 19   | SessionUser   | no u64, flags u8 (1: a user), user str                      |
 //!
 //! - `message`: origin client id str, received unix_ms u64, then the message as an MQTT
 //!   5.0 PUBLISH packet (fixed header included; packet id 1 when QoS > 0), so the codec
@@ -46,6 +47,10 @@
 //! - `Acked`: the delivery `seq` is complete (PUBACK, PUBCOMP, refused, or expired), and
 //!   every delivery below `low_seq` is; `low_offset` is where the oldest incomplete one's
 //!   `Deliver` record is, or where to look for it.
+//! - `SessionUser` (added after the first release; logs without it read as before, their
+//!   sessions as anonymous) names the user a persistent session's client logged in as,
+//!   written at each connection: the ACL then filters what is queued for the session
+//!   while it is offline, across restarts too. flags 0 (and an empty str): anonymous.
 //! - A checkpoint (`CheckpointBegin`, the live state as Session / Subscribe / Queue /
 //!   Accepted / Will / DelayedWill / Retain records, `CheckpointEnd`) replaces all state
 //!   before it; the records before it are then dead, except `Deliver` records still
@@ -167,6 +172,11 @@ pub enum StateRecord {
         due_unix_ms: Option<u64>,
         message: Message,
     },
+    SessionUser {
+        no: u64,
+        /// `None`: anonymous.
+        user: Option<Arc<str>>,
+    },
 }
 
 /// A body that does not decode: the log holds something this version did not write.
@@ -202,6 +212,7 @@ impl StateRecord {
             StateRecord::Queue { .. } => 16,
             StateRecord::Sent { .. } => 17,
             StateRecord::DelayedWill { .. } => 18,
+            StateRecord::SessionUser { .. } => 19,
         };
         RecordType::new(t).unwrap_or(DELIVER)
     }
@@ -309,6 +320,11 @@ impl StateRecord {
             StateRecord::Detached { no, unix_ms } => {
                 w.u64(*no);
                 w.u64(*unix_ms);
+            }
+            StateRecord::SessionUser { no, user } => {
+                w.u64(*no);
+                w.u8(u8::from(user.is_some()));
+                w.bytes(user.as_deref().unwrap_or_default().as_bytes());
             }
             StateRecord::CheckpointBegin | StateRecord::CheckpointEnd => {}
             StateRecord::Queue {
@@ -430,6 +446,15 @@ impl StateRecord {
                 due_unix_ms: Some(r.u64()?).filter(|&t| t != NO_TIME),
                 message: r.message()?,
             },
+            19 => {
+                let no = r.u64()?;
+                let flags = r.u8()?;
+                let user = r.str()?;
+                StateRecord::SessionUser {
+                    no,
+                    user: (flags & 1 != 0).then(|| Arc::from(user)),
+                }
+            }
             _ => return Err(r.err("unknown record type")),
         };
         if !r.buf.is_empty() {
@@ -812,6 +837,15 @@ mod tests {
                 delay_secs: 30,
                 due_unix_ms: Some(1_700_000_030_000),
                 message: m.clone(),
+            },
+            StateRecord::SessionUser {
+                no: 4,
+                user: Some(Arc::from("alice")),
+            },
+            StateRecord::SessionUser { no: 4, user: None },
+            StateRecord::SessionUser {
+                no: 4,
+                user: Some(Arc::from("")),
             },
         ];
         for rec in &records {

@@ -257,6 +257,9 @@ pub struct Session {
     pub drops: Drops,
     /// Persistent sessions: their durable state. Boxed: clean sessions have none.
     durable: Option<Box<Durable>>,
+    /// Who the client is and, with an ACL, what it may read and write (decisions cached).
+    /// `None`: an anonymous client and no ACL, nothing to check.
+    pub access: Option<Box<crate::auth::ClientAccess>>,
     /// The shard's counters of limits hit, and its queued-memory gauge.
     stats: Rc<LimitStats>,
 }
@@ -289,8 +292,33 @@ impl Session {
             aliases: None,
             drops: Drops::default(),
             durable: None,
+            access: None,
             stats,
         }
+    }
+
+    /// Whether the client may receive a message on `topic` (the ACL; true without one).
+    pub fn may_read(&mut self, topic: &str) -> bool {
+        self.access.as_mut().map_or(true, |a| a.may_read(topic))
+    }
+
+    /// Whether the client may publish to `topic` (the ACL; true without one).
+    pub fn may_write(&mut self, topic: &str) -> bool {
+        self.access.as_mut().map_or(true, |a| a.may_write(topic))
+    }
+
+    /// Whether the client may subscribe to `filter` (the ACL; true without one).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        self.access
+            .as_ref()
+            .map_or(true, |a| a.may_subscribe(filter))
+    }
+
+    /// Who the client is (anonymous when nothing was recorded).
+    pub fn principal(&self) -> crate::auth::Principal {
+        self.access
+            .as_ref()
+            .map_or_else(crate::auth::Principal::anonymous, |a| a.principal.clone())
     }
 
     /// Makes this session durable under number `no`, with the queue recovery found (or a

@@ -106,10 +106,15 @@ pub enum DataMsg {
 #[derive(Debug)]
 pub struct Handoff {
     pub fd: OwnedFd,
+    /// A TLS connection's state (keys, records not yet decrypted, the certificate's user
+    /// name): the connection goes on where it was.
+    pub tls: Option<crate::tls::TlsState>,
     pub connect: Box<Connect>,
     /// Bytes read after the CONNECT, not decoded yet.
     pub buffered: Bytes,
     pub peer: SocketAddr,
+    /// Who the accepting shard found the client to be (its password was checked there).
+    pub principal: crate::auth::Principal,
     /// The connection's place in its listener's `max_connections`, held until it ends.
     pub listener: crate::limit::ListenerSlot,
 }

@@ -4,6 +4,7 @@
 
 pub mod mesh;
 pub mod pushback;
+mod reload;
 mod restore;
 pub mod runtime;
 pub mod share;
@@ -126,8 +127,11 @@ pub struct Shard {
     pub id: ShardId,
     pub count: usize,
     pub config: Arc<Config>,
-    /// Users of enhanced authentication (`[auth]`), shared by every shard.
-    pub passwords: Arc<crate::auth::PasswordStore>,
+    /// Who may connect and what each client may do: this shard's copy of the current
+    /// snapshot (replaced on SIGHUP, see `reload.rs`).
+    pub security: RefCell<Arc<crate::auth::Security>>,
+    /// Password checks (threads shared by every shard) and failed logins per address.
+    pub verifier: Arc<crate::auth::verify::Verifier>,
     pub session_limits: SessionLimits,
     pub sessions: RefCell<Sessions>,
     subs: RefCell<SubscriptionTrie<SessionKey, LocalSub>>,
@@ -172,9 +176,22 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         runtime::check_port_free(l.bind)?;
     }
     let (shards, placement) = runtime::placement(&config.runtime)?;
-    // Derived once, so that a user's salt is the same on every shard.
-    let passwords =
-        Arc::new(crate::auth::PasswordStore::from_config(&config.auth).map_err(StartError::Auth)?);
+    // Read once for every shard; SIGHUP reads the files again (`reload::steps`).
+    let security = crate::auth::SecurityCell::new(
+        crate::auth::Security::load(&config.auth).map_err(StartError::Auth)?,
+    );
+    let verifier = crate::auth::verify::Verifier::start(&config.auth)
+        .map_err(|e| StartError::Executors(format!("cannot start the password checks: {e}")))?;
+    // One per TLS listener, shared by the shards; SIGHUP reloads their files too.
+    let tls = tls_acceptors(&config)?;
+    let reloadable: Vec<_> = tls.iter().flatten().cloned().collect();
+    runtime::reload_on_sighup(reload::steps(
+        &config,
+        &security,
+        shards,
+        reloadable.clone(),
+    ))
+    .map_err(StartError::Signals)?;
     let config = Arc::new(config);
     // One count per listener, shared by every shard: `max_connections` is across shards.
     let listener_counts: Arc<[Arc<ListenerCount>]> =
@@ -195,16 +212,13 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
         // an `Rc`, and executor threads cloning it at once corrupt its count (seen as mesh
         // joins that never finish when several brokers start together).
         .on_all_shards(move || async move {
-            shard_main(
-                config,
-                passwords,
+            let gate = Admission {
+                security,
+                verifier,
+                tls,
                 listener_counts,
-                shards,
-                data,
-                ctrl,
-                shutdown,
-            )
-            .await
+            };
+            shard_main(config, gate, shards, data, ctrl, shutdown).await
         })
         .map_err(|e| StartError::Executors(e.to_string()))?;
     let errors: Vec<String> = handles
@@ -216,6 +230,10 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
             Err(e) => Some(e.to_string()),
         })
         .collect();
+    for a in &reloadable {
+        let (done, failed) = a.counts();
+        tracing::info!(listener = %a.bind(), handshakes = done, handshakes_failed = failed, "tls");
+    }
     if errors.is_empty() {
         tracing::info!("stopped");
         Ok(())
@@ -224,15 +242,53 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     }
 }
 
+/// A [`TlsAcceptor`](crate::tls::TlsAcceptor) for each listener with a `tls` table, by
+/// listener index.
+fn tls_acceptors(config: &Config) -> Result<Vec<Option<Arc<crate::tls::TlsAcceptor>>>, StartError> {
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            l.tls
+                .as_ref()
+                .map(|t| {
+                    crate::tls::TlsAcceptor::new(l.bind, t)
+                        .map(Arc::new)
+                        .map_err(|source| StartError::Tls {
+                            addr: l.bind,
+                            source,
+                        })
+                })
+                .transpose()
+        })
+        .collect()
+}
+
+/// Who may connect and how, the same for every shard: the security files' snapshot cell,
+/// the password checks, each listener's TLS acceptor and its count of open connections
+/// (by listener index).
+struct Admission {
+    security: Arc<crate::auth::SecurityCell>,
+    verifier: Arc<crate::auth::verify::Verifier>,
+    tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
+    /// `max_connections` is across shards: one count per listener, shared by every shard.
+    listener_counts: Arc<[Arc<ListenerCount>]>,
+}
+
 async fn shard_main(
     config: Arc<Config>,
-    passwords: Arc<crate::auth::PasswordStore>,
-    listener_counts: Arc<[Arc<ListenerCount>]>,
+    gate: Admission,
     count: usize,
     data: MeshBuilder<DataMsg, Full>,
     ctrl: MeshBuilder<CtrlMsg, Full>,
     shutdown: Shutdown,
 ) -> Result<(), String> {
+    let Admission {
+        security,
+        verifier,
+        tls,
+        listener_counts,
+    } = gate;
     // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
     let join_timeout = Duration::from_secs(30);
     glommio::spawn_local(keep_awake(config.runtime.wake_interval(), shutdown.clone())).detach();
@@ -281,6 +337,8 @@ async fn shard_main(
         .map(|(index, _, _)| crate::persist::shard_dir(&st.data_dir, *index))
         .collect();
     let limits = &config.limits;
+    // The generation this shard starts from: a SIGHUP from now on is followed.
+    let (snapshot, generation) = security.current();
     let shard = Rc::new(Shard {
         id,
         count,
@@ -291,7 +349,8 @@ async fn shard_main(
             pushback_messages: limits.queued_messages_pushback as usize,
         },
         config: config.clone(),
-        passwords,
+        security: RefCell::new(snapshot),
+        verifier,
         sessions: RefCell::default(),
         subs: RefCell::default(),
         filter_refs: RefCell::default(),
@@ -338,15 +397,17 @@ async fn shard_main(
             }
         }
     }
-    for (listener, open) in config.listeners.iter().zip(listener_counts.iter()) {
+    let listeners = config.listeners.iter().zip(tls).zip(listener_counts.iter());
+    for ((listener, tls), open) in listeners {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
         // SAFETY: the fd comes from a socket we just bound and listened on, and
         // `into_raw_fd` gives its ownership to the glommio listener.
         let l = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
         let max = listener.max_connections as usize;
-        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max)).detach();
+        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max, tls)).detach();
     }
+    glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
     tracing::debug!(shard = %id, "serving");
@@ -413,6 +474,7 @@ async fn accept_loop(
     listener: TcpListener,
     open: Arc<ListenerCount>,
     max_connections: usize,
+    tls: Option<Arc<crate::tls::TlsAcceptor>>,
 ) {
     let shutdown = shard.shutdown.clone();
     loop {
@@ -433,7 +495,8 @@ async fn accept_loop(
                 // Boxed once: every wrapper below (isolate, this block, the gate's own)
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
-                let connection = Box::pin(crate::connection::accept(shard.clone(), stream, slots));
+                let s = shard.clone();
+                let connection = Box::pin(crate::connection::accept(s, stream, tls.clone(), slots));
                 let task = shard.connections.spawn(isolate(connection));
                 match task {
                     Ok(t) => {
@@ -590,12 +653,16 @@ impl Shard {
     async fn on_control(self: &Rc<Self>, msg: CtrlMsg) {
         match msg {
             CtrlMsg::Handoff(h) => {
-                // SAFETY: the fd was dup'ed for this hand-off and is owned by `h.fd`; the
-                // glommio stream takes that ownership.
-                let stream = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+                let stream = crate::connection::Transport::adopt(h.fd, h.tls);
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
-                    shard, stream, h.connect, h.buffered, h.peer, h.listener,
+                    shard,
+                    stream,
+                    h.connect,
+                    h.buffered,
+                    h.peer,
+                    h.principal,
+                    h.listener,
                 ));
                 if let Ok(t) = self.connections.spawn(isolate(connection)) {
                     t.detach();
@@ -972,6 +1039,11 @@ impl Shard {
                 continue;
             };
             let mut session = s.borrow_mut();
+            // The ACL, per message: a wildcard subscription gets only what its client may
+            // read (a cached decision per session and topic).
+            if !session.may_read(message.topic.as_str()) {
+                continue;
+            }
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
                 if let (Some(p), Some(no)) = (
@@ -1037,6 +1109,9 @@ impl Shard {
     /// the session is persistent and the QoS is 1 or 2.
     pub fn deliver_to(&self, session: &RefCell<Session>, delivery: Delivery) {
         let mut s = session.borrow_mut();
+        if !s.may_read(delivery.message.topic.as_str()) {
+            return;
+        }
         if delivery.qos == QoS::AtMostOnce || !s.is_durable() {
             s.deliver(delivery);
             return;

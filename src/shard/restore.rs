@@ -156,6 +156,14 @@ impl Shard {
             self.limit_stats.clone(),
         );
         session.expiry_secs = rs.expiry_secs;
+        // Checked against the ACL as the user its client last logged in as, while it is
+        // away (no credential: it must log in again to connect).
+        let principal = crate::auth::Principal {
+            user: rs.user.clone(),
+            credential: None,
+            certificate: false,
+        };
+        session.access = self.security.borrow().access_for(principal, &rs.client_id);
         // A session whose client was connected when the broker stopped lost its
         // connection then: its expiry counts from now, and so does its will's delay.
         session.disconnected_at = Some(rs.detached_ms.map_or(now, instant_of));
@@ -355,6 +363,12 @@ impl Shard {
         if let Some(ms) = rs.detached_ms {
             st.append(&StateRecord::Detached { no, unix_ms: ms });
         }
+        if rs.user.is_some() {
+            st.append(&StateRecord::SessionUser {
+                no,
+                user: rs.user.clone(),
+            });
+        }
         st.flush_now();
         rs.inbound = inbound;
         let mut pending = Pending::default();
@@ -468,6 +482,10 @@ impl Shard {
                 expiry_secs: s.expiry_secs,
                 client_id: s.client_id.clone(),
             });
+            let user = s.principal().user;
+            if user.is_some() {
+                records.push(StateRecord::SessionUser { no, user });
+            }
             for (filter, sub) in &s.subscriptions {
                 records.push(StateRecord::Subscribe {
                     no,

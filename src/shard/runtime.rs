@@ -46,8 +46,15 @@ pub enum StartError {
     Cores(String),
     #[error("starting the shards failed: {0}")]
     Executors(String),
-    #[error("cannot derive the [auth] users' credentials: no random salt from the OS: {0}")]
-    Auth(getrandom::Error),
+    #[error("[auth]: {0}")]
+    Auth(crate::auth::security::LoadError),
+    #[error("listener {addr}: tls.{source}")]
+    Tls {
+        addr: SocketAddr,
+        source: crate::tls::TlsError,
+    },
+    #[error("cannot install the SIGHUP handler that reloads files: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Probes io_uring with a raw `io_uring_setup` so that a kernel without it (or a seccomp
@@ -303,4 +310,38 @@ impl Future for ShutdownWait {
             Poll::Pending
         }
     }
+}
+
+/// One thing SIGHUP reloads: a name for the log, and the work, run on the signal thread
+/// (never on a shard: it reads files). `Ok` carries a summary for the log; `Err` says why
+/// the previous version stays.
+pub struct ReloadStep {
+    pub name: &'static str,
+    pub run: Box<dyn FnMut() -> Result<String, String> + Send>,
+}
+
+/// On each SIGHUP, runs every step in order on a thread of its own, logging each outcome
+/// (`reloaded` / `reload failed`), then `reload done`. A failed step keeps what it had and
+/// does not stop the others. Installed before the listeners open, so that a SIGHUP never
+/// meets the default action (ending the process).
+pub fn reload_on_sighup(mut steps: Vec<ReloadStep>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("ringmq-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!("SIGHUP: reloading");
+                for step in &mut steps {
+                    match (step.run)() {
+                        Ok(summary) => tracing::info!(what = step.name, "reloaded: {summary}"),
+                        Err(e) => tracing::error!(
+                            what = step.name,
+                            "reload failed, the previous version stays: {e}"
+                        ),
+                    }
+                }
+                tracing::info!("reload done");
+            }
+        })?;
+    Ok(())
 }

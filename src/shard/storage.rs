@@ -636,6 +636,8 @@ pub struct RecoveredSession {
     /// `Accepted` record, message).
     pub inbound: BTreeMap<u16, (LogOffset, Message)>,
     pub will: Option<RecoveredWill>,
+    /// The user its client last logged in as (`SessionUser`); `None`: anonymous.
+    pub user: Option<Arc<str>>,
 }
 
 /// A session's will as the log describes it (`Will` or `DelayedWill`).
@@ -714,12 +716,18 @@ impl Recovered {
                         queue: RecoveredQueue::new(),
                         inbound: BTreeMap::new(),
                         will: None,
+                        user: None,
                     });
                 s.expiry_secs = expiry_secs;
                 s.detached_ms = None;
             }
             StateRecord::SessionGone { no } => {
                 state.sessions.remove(&no);
+            }
+            StateRecord::SessionUser { no, user } => {
+                if let Some(s) = state.sessions.get_mut(&no) {
+                    s.user = user;
+                }
             }
             StateRecord::Subscribe {
                 no,

@@ -547,8 +547,9 @@ fn fresh_dir() -> PathBuf {
 }
 
 /// A port the kernel just had free, never handed out twice in this process (brokers of
-/// parallel tests would otherwise share a port: ringmq binds with SO_REUSEPORT).
-fn free_port() -> u16 {
+/// parallel tests would otherwise share a port: ringmq binds with SO_REUSEPORT). Tests that
+/// give a broker a second listener take its port from here.
+pub fn free_port() -> u16 {
     static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -789,6 +790,30 @@ impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
             .unwrap_or_else(|e| panic!("TCP connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        RawClient {
+            stream,
+            buf: BytesMut::with_capacity(64 * 1024),
+            timeout: TIMEOUT,
+        }
+    }
+
+    /// [`RawClient::connect`] from another local source address (e.g. 127.0.0.2): what a
+    /// second machine looks like to per-address limits.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> RawClient {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("TCP connect to {addr} from {source}: {e}"));
+        let stream: TcpStream = socket.into();
         stream.set_nodelay(true).expect("TCP_NODELAY");
         RawClient {
             stream,

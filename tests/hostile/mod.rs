@@ -59,8 +59,13 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNS_MAX: usize = 3;
 pub const STEPS_MAX: usize = 48;
 
+/// The topic limits the scripts' checks assume (a will topic over them is refused): keys of
+/// `[limits]` every broker the scripts run against must have.
+pub const TOPIC_LIMITS_TOML: &str = "topic_bytes_max = 48\ntopic_levels_max = 6\n";
+
 /// The broker configuration the scripts are written against: small limits, so that scripts
-/// of a few dozen packets reach them (for `[limits]`; a test appends it to its own config).
+/// of a few dozen packets reach them (the `[limits]` table, [`TOPIC_LIMITS_TOML`] included;
+/// a test appends it to its own config).
 pub const LIMITS_TOML: &str = "[limits]\n\
     packet_bytes_max = 2048\n\
     queued_bytes_max = 65536\n\

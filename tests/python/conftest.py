@@ -177,6 +177,10 @@ class Peer:
         will=None,
         session_expiry=None,
         connect_properties=None,
+        port=None,
+        tls=None,
+        username=None,
+        password=None,
     ):
         self.protocol = protocol
         self.v5 = protocol == mqtt.MQTTv5
@@ -198,12 +202,17 @@ class Peer:
         self.client.on_disconnect = self._on_disconnect
         if will is not None:
             self.client.will_set(*will)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         properties = connect_properties
         if self.v5 and session_expiry is not None:
             properties = properties or Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = session_expiry
         kwargs = {"clean_start": clean, "properties": properties} if self.v5 else {}
-        self.client.connect(broker.host, broker.port, keepalive, **kwargs)
+        if tls is not None:
+            # paho's tls_set arguments (ca_certs, certfile, keyfile) for a TLS listener.
+            self.client.tls_set(**tls)
+        self.client.connect(broker.host, port or broker.port, keepalive, **kwargs)
         self.client.loop_start()
         try:
             flags, reason = self.connacks.get(timeout=WAIT)
