@@ -677,6 +677,36 @@ test_versions!(queue_bounds =>
     inflight_and_queue_bounds_drop_the_overflow_v311_ringmq_only,
     inflight_and_queue_bounds_drop_the_overflow_v5_ringmq_only);
 
+// `limits.queued_bytes_max` bounds a session's queue by payload and topic bytes: with
+// 2048 bytes, two messages of 1,000 bytes wait behind the one in flight, the others are
+// dropped for that subscriber (counted).
+#[test]
+fn queued_bytes_bound_drops_the_overflow_ringmq_only() {
+    if skip_unless_ringmq("limits.queued_bytes_max is ringmq's") {
+        return;
+    }
+    let mut broker = limits_broker(
+        1,
+        "packet_bytes_max = 1024\nqueued_bytes_max = 2048\ninflight_count_max = 1\n\
+         queued_messages_pushback = 0",
+    );
+    let mut sub = broker.client(V5, "slow");
+    sub.subscribe_one("qb/t", qos(1));
+    let mut publ = broker.client(V5, "pub");
+    for n in 0..6u8 {
+        publ.publish("qb/t", &[b'0' + n; 1000], qos(1));
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(sub.recv_message().payload[0]);
+    }
+    sub.expect_nothing(Duration::from_millis(300));
+    assert_eq!(got, b"012");
+    drop((sub, publ));
+    let counts = limit_counts(&mut broker);
+    assert_eq!(count(&counts, "queue_full_drops"), 3);
+}
+
 // `limits.memory_high_water_bytes`: once the shard holds more queued bytes than its share
 // (here: a subscriber that does not acknowledge, with 20 messages of 1 KB queued), QoS 0
 // deliveries are shed, to every subscriber, while QoS 1 ones are still delivered. When the
