@@ -5,6 +5,8 @@
 //!   shards, the ACL file, the snapshot of both that SIGHUP replaces; MQTT 5 enhanced
 //!   authentication: SCRAM-SHA-256, its users, the exchange as AUTH packets.
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
+//! - [`limit`]: enforcing `[limits]` at run time: token buckets, connection slots, and
+//!   each shard's counters of limits hit (`LimitStats`).
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod limit;
 pub mod message;
 pub mod persist;
 pub mod protocol;

@@ -2,6 +2,13 @@
 //!
 //! Every check panics on failure: a panic is what libFuzzer records as a crash, with the
 //! input that caused it saved under `artifacts/<target>/`.
+//!
+//! The `handler` target's scripts and invariants are the test suite's own
+//! (`tests/hostile/mod.rs`, included here by path), played against a broker running in
+//! this process ([`in_process_broker`]).
+
+#[path = "../../tests/hostile/mod.rs"]
+pub mod hostile;
 
 use bytes::{BufMut, BytesMut};
 use ringmq::protocol::{
@@ -228,4 +235,46 @@ fn decode_exactly(bytes: &[u8], connection: Option<ProtocolVersion>) -> Result<P
         Step::Incomplete { needed } => Err(format!("incomplete, {needed} more bytes needed")),
         Step::Error(e) => Err(e.to_string()),
     }
+}
+
+/// The address of a broker started once in this process (two shards, the limits the
+/// scripts are written for, a data directory under the system temp dir), for the `handler`
+/// target. A panic on any of its threads is a crash too: libFuzzer's panic hook aborts the
+/// process before a connection task's panic isolation could hide it, and its RSS limit
+/// (`-rss_limit_mb`) bounds the broker's memory with the fuzzer's.
+pub fn in_process_broker() -> std::net::SocketAddr {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = std::env::temp_dir().join(format!("ringmq-fuzz-{}", std::process::id()));
+        let text = format!(
+            "[runtime]\ncores = [0, 1]\nplacement = \"unbound\"\n\n\
+             [[listener]]\nbind = \"{addr}\"\n\n\
+             [storage]\ndata_dir = \"{}\"\nfsync = \"never\"\nsegment_bytes = 4194304\n\n{}",
+            dir.display(),
+            hostile::LIMITS_TOML
+        );
+        let config = ringmq::config::Config::from_toml(&text, "fuzz broker").expect("config");
+        config.validate().expect("valid config");
+        let shutdown = ringmq::shard::Shutdown::default();
+        std::thread::spawn(move || {
+            if let Err(e) = ringmq::shard::run(config, shutdown) {
+                panic!("the in-process broker stopped: {e}");
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the in-process broker did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        addr
+    })
 }

@@ -5,6 +5,7 @@
 //! docs and `tuning/ringmq.toml` share one source.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,23 @@ pub const CLIENT_ID_BYTES_MAX_DEFAULT: u16 = 256;
 /// [MQTT-3.1.3-5].
 pub const CLIENT_ID_BYTES_MAX_MIN: u16 = 23;
 
+/// Default `limits.connects_per_sec_max`: off.
+pub const CONNECTS_PER_SEC_MAX_DEFAULT: u32 = 0;
+
+/// Default `limits.packet_timeout_secs`.
+pub const PACKET_TIMEOUT_SECS_DEFAULT: u32 = 30;
+/// Allowed `limits.packet_timeout_secs`.
+pub const PACKET_TIMEOUT_SECS_RANGE: RangeInclusive<u32> = 1..=3600;
+
+/// Default `limits.publish_messages_per_sec`: off.
+pub const PUBLISH_MESSAGES_PER_SEC_DEFAULT: u32 = 0;
+
+/// Default `limits.publish_bytes_per_sec`: off.
+pub const PUBLISH_BYTES_PER_SEC_DEFAULT: u64 = 0;
+
+/// Default `limits.memory_high_water_bytes`: 1 GiB.
+pub const MEMORY_HIGH_WATER_BYTES_DEFAULT: u64 = 1 << 30;
+
 /// Default `limits.read_buffer_bytes`: 32 KiB.
 pub const READ_BUFFER_BYTES_DEFAULT: usize = 32 << 10;
 /// Allowed `limits.read_buffer_bytes`: 16 to 64 KiB was measured to be enough.
@@ -130,11 +148,14 @@ pub struct Limits {
     /// Capacity of each cross-shard channel, in messages. Hit: the sending shard waits for
     /// room (back-pressure). Default 4096, range 16..=1048576.
     pub mesh_capacity: usize,
-    /// Open connections one shard accepts. Hit: new connections on that shard are closed at
-    /// once. Default 65536, minimum 1.
+    /// Open connections one shard serves, those in their CONNECT phase included. Hit: a
+    /// connection the shard accepts is closed at once; one handed to it as its client id's
+    /// home gets CONNACK 0x97 (v5) / 0x03 (v3). Default 65536, minimum 1.
     pub connections_per_shard_max: u32,
-    /// Longest topic name or filter, in bytes of UTF-8. Hit: v5 0x90 (Topic Name invalid) /
-    /// 0x8F (Topic Filter invalid), v3 close. Default 1024, minimum 1, maximum 65535.
+    /// Longest topic name or filter, in bytes of UTF-8. Hit: a PUBLISH gets v5 DISCONNECT
+    /// 0x90 (Topic Name invalid), v3 close; a SUBSCRIBE filter its SUBACK entry 0x8F (Topic
+    /// Filter invalid) / 0x80; a will topic CONNACK 0x90 / 0x03. Default 1024, minimum 1,
+    /// maximum 65535.
     pub topic_bytes_max: u16,
     /// Most levels (`/`-separated parts) in a topic name or filter; same outcome as
     /// `topic_bytes_max`. Default 32, minimum 1.
@@ -142,8 +163,8 @@ pub struct Limits {
     /// Subscriptions one client may hold. Hit: the SUBACK entry is 0x97 (Quota exceeded) in
     /// v5, 0x80 (Failure) in v3. Default 1024, minimum 1.
     pub subscriptions_per_client_max: u32,
-    /// Time from TCP accept to a complete CONNECT. Hit: the socket is closed.
-    /// Default 10, range 1..=3600.
+    /// Time from TCP accept to a complete CONNECT (and the enhanced-authentication exchange
+    /// that may follow). Hit: the socket is closed. Default 10, range 1..=3600.
     pub connect_timeout_secs: u32,
     /// Highest keep-alive a client may use, in seconds. 0 means no cap. When a v5 client asks
     /// for more (or for 0) it is told this value as Server Keep Alive; a v3 client cannot be
@@ -162,6 +183,44 @@ pub struct Limits {
     /// Write buffer per connection: outgoing packets are coalesced up to this size before
     /// one write (the main throughput lever). Default 65536 (64 KiB), range 16384..=4194304.
     pub write_buffer_bytes: usize,
+    /// New connections one shard accepts per second (a token bucket holding one second's
+    /// worth). Hit: the connection is closed at once, before anything is read. 0: no limit.
+    /// Default 0.
+    pub connects_per_sec_max: u32,
+    /// Longest a packet may take to arrive once its first byte has: a connection with a
+    /// packet begun and not completed for this long is closed (v5: DISCONNECT 0x8D), so a
+    /// client trickling bytes cannot hold a connection (slowloris). Not counted while the
+    /// broker itself has stopped reading (pushback, throttling). Default 30, range 1..=3600.
+    pub packet_timeout_secs: u32,
+    /// PUBLISH packets one client may send per second (a token bucket holding one second's
+    /// worth). Hit: see `publish_rate_action`. 0: no limit. Default 0.
+    pub publish_messages_per_sec: u32,
+    /// PUBLISH bytes (whole packets) one client may send per second (a token bucket holding
+    /// one second's worth, and at least one largest packet). Hit: see `publish_rate_action`.
+    /// 0: no limit. Default 0.
+    pub publish_bytes_per_sec: u64,
+    /// What a client over `publish_messages_per_sec` or `publish_bytes_per_sec` gets:
+    /// `throttle` (its socket is not read until the bucket refills: TCP slows it down,
+    /// nothing is lost) or `disconnect` (v5 DISCONNECT 0x96 Message rate too high, v3
+    /// close; the PUBLISH over the rate is not processed). Default `throttle`.
+    pub publish_rate_action: RateAction,
+    /// Bytes of messages queued in memory across all shards, an equal share per shard,
+    /// above which QoS 0 deliveries are shed (dropped and counted) while QoS 1/2 ones are
+    /// still queued within their per-session bounds. Counts queued QoS 1/2 deliveries and
+    /// outgoing buffers, not messages in flight or on disk (see ARCHITECTURE.md). 0: no
+    /// mark. Default 1073741824 (1 GiB).
+    pub memory_high_water_bytes: u64,
+}
+
+/// What happens to a client publishing over its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateAction {
+    /// Stop reading its socket until its bucket refills (back-pressure, no loss).
+    #[default]
+    Throttle,
+    /// v5 DISCONNECT 0x96 (Message rate too high); v3: close.
+    Disconnect,
 }
 
 impl Default for Limits {
@@ -184,6 +243,12 @@ impl Default for Limits {
             client_id_bytes_max: CLIENT_ID_BYTES_MAX_DEFAULT,
             read_buffer_bytes: READ_BUFFER_BYTES_DEFAULT,
             write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            connects_per_sec_max: CONNECTS_PER_SEC_MAX_DEFAULT,
+            packet_timeout_secs: PACKET_TIMEOUT_SECS_DEFAULT,
+            publish_messages_per_sec: PUBLISH_MESSAGES_PER_SEC_DEFAULT,
+            publish_bytes_per_sec: PUBLISH_BYTES_PER_SEC_DEFAULT,
+            publish_rate_action: RateAction::Throttle,
+            memory_high_water_bytes: MEMORY_HIGH_WATER_BYTES_DEFAULT,
         }
     }
 }
@@ -293,6 +358,17 @@ impl Limits {
             self.write_buffer_bytes,
             WRITE_BUFFER_BYTES_RANGE,
         );
+        check_range(
+            problems,
+            "limits.packet_timeout_secs",
+            self.packet_timeout_secs,
+            PACKET_TIMEOUT_SECS_RANGE,
+        );
+    }
+
+    /// `packet_timeout_secs` as a `Duration`.
+    pub fn packet_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.packet_timeout_secs))
     }
 }
 
@@ -491,6 +567,35 @@ mod tests {
             ..Limits::default()
         };
         single_problem(&limits, "limits.write_buffer_bytes");
+    }
+
+    #[test]
+    fn packet_timeout_out_of_range_is_rejected() {
+        for secs in [0, 3601] {
+            let limits = Limits {
+                packet_timeout_secs: secs,
+                ..Limits::default()
+            };
+            assert_eq!(
+                single_problem(&limits, "limits.packet_timeout_secs"),
+                format!("limits.packet_timeout_secs: must be between 1 and 3600; got {secs}")
+            );
+        }
+    }
+
+    #[test]
+    fn rates_and_the_memory_mark_may_be_off_or_any_size() {
+        for n in [0, 1, u32::MAX] {
+            let limits = Limits {
+                connects_per_sec_max: n,
+                publish_messages_per_sec: n,
+                publish_bytes_per_sec: u64::from(n),
+                memory_high_water_bytes: u64::from(n),
+                publish_rate_action: RateAction::Disconnect,
+                ..Limits::default()
+            };
+            assert!(problems_of(&limits).is_empty());
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use auth::AuthConfig;
-pub use limits::Limits;
+pub use limits::{Limits, RateAction};
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
 pub use tls::{TlsConfig, TlsVersion};
 pub use tuning::{Cores, CpuId, Placement, RuntimeConfig};
@@ -1061,6 +1061,12 @@ mod tests {
             err.contains("listener[0].kind: unknown variant `udp`"),
             "{err}"
         );
+        let err = parse_err("[limits]\npublish_rate_action = \"drop\"\n");
+        assert!(
+            err.contains("limits.publish_rate_action: unknown variant `drop`"),
+            "{err}"
+        );
+        assert!(err.contains("`throttle` or `disconnect`"), "{err}");
     }
 
     #[test]

@@ -27,13 +27,14 @@ use glommio::net::TcpStream;
 use crate::auth::Principal;
 use crate::config::{MqttConfig, Redirect};
 use crate::handler::{self, Conn, Flow, HandlerError};
+use crate::limit::{Limit, ListenerSlot, PublishRate, RateVerdict};
 use crate::protocol::{
     decode, ConnAck, ConnAckProperties, Connect, DecodeError, Decoded, Disconnect, MqttString,
     Packet, ProtocolVersion, ReasonCode,
 };
 use crate::session::{Outbox, Session};
 use crate::shard::mesh::{stable_hash, Handoff};
-use crate::shard::Shard;
+use crate::shard::{Shard, Slots};
 use crate::tls::TlsAcceptor;
 pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
 pub use transport::Transport;
@@ -71,12 +72,15 @@ pub enum End {
 /// The CONNECT phase and the session set-up run in a boxed future that is freed once the
 /// connection is up: the future returned here is what the connection's task holds for its
 /// whole life, so it holds only the connection's state ([`Conn`], [`Io`]) and the wait.
+///
+/// `slots` hold the connection's place under the connection limits until it ends.
 pub fn accept(
     shard: Rc<Shard>,
     stream: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
+    slots: Slots,
 ) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream, tls)))
+    run(Box::pin(accept_connect(shard, stream, tls, slots)))
 }
 
 /// Serves a connection handed over by the shard that accepted it.
@@ -87,10 +91,48 @@ pub fn adopt(
     buffered: Bytes,
     peer: SocketAddr,
     principal: Principal,
+    listener: ListenerSlot,
 ) -> impl Future<Output = ()> {
-    run(Box::pin(start_session(
-        shard, stream, connect, buffered, peer, false, principal,
+    run(Box::pin(adopt_connect(
+        shard, stream, connect, buffered, peer, principal, listener,
     )))
+}
+
+/// On the home shard, after a hand-off: the connection counts against this shard's
+/// `limits.connections_per_shard_max` from now on; a full shard refuses it with CONNACK
+/// 0x97 Quota exceeded (v3: 0x03 Server unavailable), as its CONNECT has been read.
+async fn adopt_connect(
+    shard: Rc<Shard>,
+    mut stream: Transport,
+    connect: Box<Connect>,
+    buffered: Bytes,
+    peer: SocketAddr,
+    principal: Principal,
+    listener: ListenerSlot,
+) -> Option<(Conn, Io)> {
+    let Some(slot) = shard.connection_slot() else {
+        let n = shard.limit_stats.hit(Limit::ShardConnections);
+        if crate::limit::worth_logging(n) {
+            tracing::warn!(
+                shard = %shard.id, refused = n,
+                "connection refused: limits.connections_per_shard_max"
+            );
+        }
+        refuse(&mut stream, connect.protocol, ReasonCode::QuotaExceeded).await;
+        return None;
+    };
+    let slots = Slots {
+        listener,
+        shard: slot,
+    };
+    let served = start_session(shard, stream, connect, buffered, peer, false, principal).await;
+    served.map(|served| holding(served, slots))
+}
+
+/// The served connection, holding its place under the connection limits until it ends.
+fn holding((conn, mut io): (Conn, Io), slots: Slots) -> (Conn, Io) {
+    io.slots = Some(slots);
+    (conn, io)
 }
 
 type Setup = Pin<Box<dyn Future<Output = Option<(Conn, Io)>>>>;
@@ -109,6 +151,7 @@ async fn accept_connect(
     shard: Rc<Shard>,
     tcp: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
+    slots: Slots,
 ) -> Option<(Conn, Io)> {
     let peer = match tcp.peer_addr() {
         Ok(p) => p,
@@ -134,12 +177,18 @@ async fn accept_connect(
     let connect = match future::or(reading, stopped).await {
         Some(Ok(c)) => c,
         Some(Err(ConnectFailure::Decode(e))) => {
+            if matches!(e, DecodeError::PacketTooLarge { .. }) {
+                shard.limit_stats.hit(Limit::PacketTooLarge);
+            }
             reject_undecodable(&mut stream, &e).await;
             tracing::debug!(%peer, error = %e, "bad CONNECT");
             return None;
         }
         Some(Err(ConnectFailure::Io)) => return None,
         None => {
+            if !shard.shutdown.is_triggered() {
+                shard.limit_stats.hit(Limit::ConnectTimeout);
+            }
             tracing::debug!(%peer, "no CONNECT within connect_timeout_secs");
             return None;
         }
@@ -167,9 +216,23 @@ async fn accept_connect(
         assigned = true;
     }
     if connect.client_id.len() > usize::from(limits.client_id_bytes_max) {
+        shard.limit_stats.hit(Limit::ClientIdTooLong);
         refuse(&mut stream, version, ReasonCode::ClientIdentifierNotValid).await;
         tracing::info!(%peer, "refused: client id longer than limits.client_id_bytes_max");
         return None;
+    }
+    // A will is published later like any PUBLISH: its topic is held to the same limits
+    // (CONNACK 0x90 Topic Name invalid; v3: 0x03).
+    if let Some(w) = &connect.will {
+        let (bytes_max, levels_max) = (limits.topic_bytes_max, limits.topic_levels_max);
+        if w.topic.len() > usize::from(bytes_max)
+            || w.topic.levels().count() > usize::from(levels_max)
+        {
+            shard.limit_stats.hit(Limit::TopicTooLong);
+            refuse(&mut stream, version, ReasonCode::TopicNameInvalid).await;
+            tracing::info!(%peer, "refused: will topic over limits.topic_bytes_max / topic_levels_max");
+            return None;
+        }
     }
     if let Some((reason, props)) = refusal(&shard.config.mqtt, &connect) {
         let client_max = connect.properties.maximum_packet_size;
@@ -203,7 +266,7 @@ async fn accept_connect(
     let home = shard.home_of(connect.client_id.as_str());
     if home == shard.id {
         let connect = Box::new(connect);
-        return start_session(
+        let served = start_session(
             shard,
             stream,
             connect,
@@ -213,6 +276,7 @@ async fn accept_connect(
             principal,
         )
         .await;
+        return served.map(|served| holding(served, slots));
     }
     let (fd, tls) = match stream.into_handoff() {
         Ok(parts) => parts,
@@ -221,6 +285,7 @@ async fn accept_connect(
             return None;
         }
     };
+    // The listener's count goes with the connection; this shard's is released.
     let handoff = Handoff {
         fd,
         tls,
@@ -228,6 +293,7 @@ async fn accept_connect(
         buffered: rbuf.freeze(),
         peer,
         principal,
+        listener: slots.listener,
     };
     if shard.hand_off(home, handoff).await.is_err() {
         tracing::warn!(%peer, %home, "home shard is gone; connection dropped");
@@ -444,10 +510,11 @@ async fn start_session(
     let session_present = resumed.is_some();
     let (key, session) = match resumed {
         Some(r) => r,
-        None => shard
-            .sessions
-            .borrow_mut()
-            .insert(Session::new(client_id.clone(), shard.session_limits)),
+        None => shard.sessions.borrow_mut().insert(Session::new(
+            client_id.clone(),
+            shard.session_limits,
+            shard.limit_stats.clone(),
+        )),
     };
     let user = principal.user.clone();
     let mut access = security.access_for(principal, &client_id);
@@ -465,7 +532,11 @@ async fn start_session(
         _ if connect.clean_start => 0,
         _ => u32::MAX,
     };
-    let outbox = Rc::new(Outbox::new(version, limits.write_buffer_bytes));
+    let outbox = Rc::new(Outbox::new(
+        version,
+        limits.write_buffer_bytes,
+        shard.limit_stats.clone(),
+    ));
     let mut keep_alive = connect.keep_alive;
     let mut props = ConnAckProperties::default();
     if version.is_v5() {
@@ -581,6 +652,8 @@ async fn start_session(
         // 1.5 x keep-alive without a packet ends the connection [MQTT-3.1.2-24]; the
         // shard's keep-alive sweep watches the deadline.
         grace: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        rate: PublishRate::new(limits, Instant::now()),
+        slots: None,
     };
     conn.outbox
         .set_deadline(io.grace.map(|g| Instant::now() + g));
@@ -600,6 +673,12 @@ struct Io {
     read_len: usize,
     /// How long after a packet the next must come; `None` without keep-alive.
     grace: Option<Duration>,
+    /// `limits.publish_messages_per_sec` / `publish_bytes_per_sec`; `None` (no memory)
+    /// when both are off.
+    rate: Option<Box<PublishRate>>,
+    /// The connection's place under the connection limits, freed when it ends (set by
+    /// [`holding`] once the connection is served).
+    slots: Option<Slots>,
 }
 
 /// The packet loop. Returns how the connection ended.
@@ -611,9 +690,10 @@ async fn serve(conn: &mut Conn, io: &mut Io) -> End {
     let limits = &conn.shard.config.limits;
     let max_packet = limits.packet_bytes_max as usize;
     let read_max = limits.read_buffer_bytes;
+    let packet_timeout = limits.packet_timeout();
     loop {
         if !io.rbuf.is_empty() {
-            let burst = dispatch_buffered(conn, &mut io.rbuf, max_packet, io.grace);
+            let burst = dispatch_buffered(conn, &mut io.rbuf, max_packet, io.grace, &mut io.rate);
             if let Some(end) = Box::pin(burst).await {
                 return end;
             }
@@ -628,9 +708,20 @@ async fn serve(conn: &mut Conn, io: &mut Io) -> End {
                 r => End::Closed(r),
             };
         }
-        // While too many acknowledgements are held back (pushback), stop reading: the
-        // client's own window, or TCP, then slows it down.
-        let paused = conn.acks_backlogged();
+        // While too many acknowledgements are held back (pushback), or the client is over
+        // its publish rate (throttle), stop reading: the client's own window, or TCP, then
+        // slows it down.
+        let now = Instant::now();
+        let throttled = io.rate.as_mut().and_then(|r| r.resume_at(now));
+        let paused = throttled.is_some() || conn.acks_backlogged();
+        watch_partial_packet(conn, io, paused, now, packet_timeout);
+        if let (Some(at), Some(grace)) = (throttled, io.grace) {
+            // The packets a throttled client sends wait unread: its keep-alive counts from
+            // when reading resumes.
+            if conn.outbox.deadline().is_some_and(|d| d < at + grace) {
+                conn.outbox.set_deadline(Some(at + grace));
+            }
+        }
         let Io {
             stream,
             rbuf,
@@ -638,7 +729,18 @@ async fn serve(conn: &mut Conn, io: &mut Io) -> End {
             read_len,
             ..
         } = io;
-        match read::next_event(stream, &conn.outbox, paused, *read_len, rbuf, wbuf).await {
+        let waiting = read::next_event(stream, &conn.outbox, paused, *read_len, rbuf, wbuf);
+        let event = match throttled {
+            None => waiting.await,
+            Some(at) => {
+                let resumed = async {
+                    glommio::timer::sleep(at.saturating_duration_since(now)).await;
+                    read::Event::Woken
+                };
+                future::or(waiting, resumed).await
+            }
+        };
+        match event {
             read::Event::Read(Ok(0)) => return End::Eof,
             read::Event::Read(Ok(n)) => {
                 let full = n == *read_len;
@@ -664,14 +766,30 @@ async fn serve(conn: &mut Conn, io: &mut Io) -> End {
     }
 }
 
+/// `limits.packet_timeout_secs` (slowloris): a packet begun and not complete must be within
+/// the timeout from when the broker started waiting for its rest. While the broker itself
+/// does not read (`paused`) the clock is off: a throttled or held-back client is not to
+/// blame for its half packet.
+fn watch_partial_packet(conn: &Conn, io: &Io, paused: bool, now: Instant, timeout: Duration) {
+    let out = &conn.outbox;
+    if paused || io.rbuf.is_empty() {
+        // Every complete packet was dispatched: what is left (if anything) waits on us.
+        out.set_packet_deadline(None);
+    } else if out.packet_deadline().is_none() {
+        out.set_packet_deadline(Some(now + timeout));
+        conn.shard.keep_alive.watch(out);
+    }
+}
+
 /// Decodes and dispatches the complete packets in `rbuf` (all of them, unless pushback
-/// holds back so many acknowledgements that reading stops). Returns how the connection
-/// ended, if it did.
+/// holds back so many acknowledgements that reading stops, or the client is throttled).
+/// Returns how the connection ended, if it did.
 async fn dispatch_buffered(
     conn: &mut Conn,
     rbuf: &mut BytesMut,
     max_packet: usize,
     grace: Option<Duration>,
+    rate: &mut Option<Box<PublishRate>>,
 ) -> Option<End> {
     loop {
         // Checked before each packet: a wake-up while reading is paused must not let one
@@ -679,17 +797,48 @@ async fn dispatch_buffered(
         if conn.acks_backlogged() {
             return None;
         }
+        if let Some(r) = rate.as_mut() {
+            if r.resume_at(Instant::now()).is_some() {
+                return None;
+            }
+        }
+        let available = rbuf.len();
         match decode(rbuf, Some(conn.version), max_packet) {
             Ok(Decoded::Packet(packet)) => {
-                conn.outbox.set_deadline(grace.map(|g| Instant::now() + g));
+                let now = Instant::now();
+                conn.outbox.set_deadline(grace.map(|g| now + g));
+                // A complete packet: the next one has its own time.
+                conn.outbox.set_packet_deadline(None);
+                let mut pause = false;
+                if let (Packet::Publish(_), Some(r)) = (&packet, rate.as_mut()) {
+                    match r.on_publish(available - rbuf.len(), now) {
+                        RateVerdict::Pass => {}
+                        RateVerdict::Pause => {
+                            conn.shard.limit_stats.hit(Limit::PublishThrottle);
+                            pause = true;
+                        }
+                        RateVerdict::Refuse => {
+                            conn.shard.limit_stats.hit(Limit::PublishRateDisconnect);
+                            return Some(End::Error(HandlerError::MessageRateTooHigh));
+                        }
+                    }
+                }
                 match handler::dispatch(conn, packet).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Disconnect { will }) => return Some(End::Disconnected { will }),
                     Err(e) => return Some(End::Error(e)),
                 }
+                if pause {
+                    return None;
+                }
             }
             Ok(Decoded::Incomplete { .. }) => return None,
-            Err(e) => return Some(End::Error(HandlerError::Decode(e))),
+            Err(e) => {
+                if matches!(e, DecodeError::PacketTooLarge { .. }) {
+                    conn.shard.limit_stats.hit(Limit::PacketTooLarge);
+                }
+                return Some(End::Error(HandlerError::Decode(e)));
+            }
         }
     }
 }

@@ -186,6 +186,9 @@ pub async fn open(
         }
         None => {
             acceptor.count_failure();
+            if !shard.shutdown.is_triggered() {
+                shard.limit_stats.hit(crate::limit::Limit::ConnectTimeout);
+            }
             tracing::debug!(
                 %peer, listener = %acceptor.bind(),
                 "TLS handshake not done within connect_timeout_secs (or shutdown)"

@@ -153,6 +153,8 @@ pub enum HandlerError {
     Auth(#[from] crate::auth::AuthError),
     #[error("re-authentication: the AUTH reply exceeds the client's Maximum Packet Size")]
     AuthTooLarge,
+    #[error("publishing faster than limits.publish_messages_per_sec / publish_bytes_per_sec")]
+    MessageRateTooHigh,
 }
 
 impl HandlerError {
@@ -173,6 +175,7 @@ impl HandlerError {
             // 0x87 when the exchange fails [MQTT-4.12.1-2], 0x82 when it breaks the rules.
             HandlerError::Auth(e) => e.reason_code(),
             HandlerError::AuthTooLarge => ReasonCode::PacketTooLarge,
+            HandlerError::MessageRateTooHigh => ReasonCode::MessageRateTooHigh,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 
 use super::{Conn, Flow, HandlerError};
+use crate::limit::Limit;
 use crate::message::Message;
 use crate::persist::state::{StateRecord, Tag};
 use crate::protocol::{Ack, Packet, PacketId, Publish, QoS, TopicName};
@@ -38,6 +39,7 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
         usize::from(limits.topic_levels_max),
     );
     if p.topic.len() > bytes_max || p.topic.levels().count() > levels_max {
+        conn.shard.limit_stats.hit(Limit::TopicTooLong);
         return Err(HandlerError::TopicTooLong(bytes_max, levels_max));
     }
     if !conn.session.borrow_mut().may_write(p.topic.as_str()) {
@@ -56,6 +58,7 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
                 && conn.held_puback_count() + conn.session.borrow().inbound_qos2_len()
                     >= usize::from(max)
             {
+                conn.shard.limit_stats.hit(Limit::ReceiveMaximum);
                 return Err(HandlerError::ReceiveMaximumExceeded(max));
             }
             let ticket = route(conn, p, true).await;
@@ -68,6 +71,7 @@ pub async fn publish(conn: &mut Conn, mut p: Publish) -> Result<Flow, HandlerErr
                 let held = conn.held_puback_count();
                 let mut s = conn.session.borrow_mut();
                 if s.inbound_qos2_len() + held >= usize::from(max) && !s.has_inbound_qos2(id) {
+                    conn.shard.limit_stats.hit(Limit::ReceiveMaximum);
                     return Err(HandlerError::ReceiveMaximumExceeded(max));
                 }
                 s.inbound_qos2_begin(id)

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::{Conn, Flow, HandlerError};
+use crate::limit::Limit;
 use crate::persist::state::StateRecord;
 use crate::protocol::{
     AckProperties, Packet, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
@@ -43,6 +44,7 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
             || filter.as_str().split('/').count() > usize::from(limits.topic_levels_max)
         {
             problem = Some("topic filter longer than limits.topic_bytes_max / topic_levels_max");
+            conn.shard.limit_stats.hit(Limit::FilterTooLong);
             ReasonCode::TopicFilterInvalid
         } else if !conn
             .session
@@ -54,6 +56,7 @@ pub async fn subscribe(conn: &mut Conn, s: Subscribe) -> Result<Flow, HandlerErr
             ReasonCode::NotAuthorized
         } else if !known && count >= limits.subscriptions_per_client_max as usize {
             problem = Some("subscriptions per client at limits.subscriptions_per_client_max");
+            conn.shard.limit_stats.hit(Limit::SubscriptionQuota);
             ReasonCode::QuotaExceeded
         } else {
             let mut options = sub.options;

@@ -19,6 +19,7 @@ pub use notify::Notify;
 pub use outbox::Outbox;
 pub use will::{will_record, SessionWill};
 
+use crate::limit::{Limit, LimitStats};
 use crate::message::Message;
 use crate::persist::state::StateRecord;
 use crate::persist::LogOffset;
@@ -224,7 +225,8 @@ pub struct Drops {
 /// # Invariants
 /// `inflight.len() <= send_window()` except transiently after the window shrinks on a
 /// reconnect; every inflight packet id is distinct; `pending_bytes` is the sum of the
-/// pending messages' sizes.
+/// pending messages' sizes, and is what this session adds to its shard's queued-memory
+/// gauge (`stats`).
 #[derive(Debug)]
 pub struct Session {
     pub client_id: Arc<str>,
@@ -258,10 +260,19 @@ pub struct Session {
     /// Who the client is and, with an ACL, what it may read and write (decisions cached).
     /// `None`: an anonymous client and no ACL, nothing to check.
     pub access: Option<Box<crate::auth::ClientAccess>>,
+    /// The shard's counters of limits hit, and its queued-memory gauge.
+    stats: Rc<LimitStats>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stats.queued_sub(self.pending_bytes);
+    }
 }
 
 impl Session {
-    pub fn new(client_id: Arc<str>, limits: SessionLimits) -> Self {
+    /// A session counting its queued bytes and dropped deliveries in `stats` (its shard's).
+    pub fn new(client_id: Arc<str>, limits: SessionLimits, stats: Rc<LimitStats>) -> Self {
         Session {
             client_id,
             subscriptions: HashMap::new(),
@@ -282,6 +293,7 @@ impl Session {
             drops: Drops::default(),
             durable: None,
             access: None,
+            stats,
         }
     }
 
@@ -708,7 +720,7 @@ impl Session {
         let pending = std::mem::take(&mut self.pending);
         for d in pending {
             if d.share.as_ref().is_some_and(&movable) {
-                self.pending_bytes -= d.message.size_bytes();
+                self.unqueue(&d);
                 taken.push(d);
             } else {
                 self.pending.push_back(d);
@@ -779,11 +791,26 @@ impl Session {
     /// dropped (and counted) otherwise.
     pub fn deliver(&mut self, delivery: Delivery) {
         if delivery.qos == QoS::AtMostOnce {
-            match &self.outbox {
-                Some(out) if !out.is_full() => {
+            // Shed first when the shard's queued memory is above its high-water mark: QoS 0
+            // promises nothing, QoS 1/2 keep their per-session bounds.
+            let shed = match &self.outbox {
+                Some(_) if self.stats.over_high_water() => Some(Limit::Qos0Shed),
+                Some(out) if out.is_full() => Some(Limit::Qos0SlowClient),
+                Some(_) => None,
+                // Offline: QoS 0 is not kept for a session.
+                None => {
+                    self.drops.qos0 += 1;
+                    return;
+                }
+            };
+            match shed {
+                Some(limit) => {
+                    self.drops.qos0 += 1;
+                    self.stats.hit(limit);
+                }
+                None => {
                     self.send(&delivery, None, false);
                 }
-                _ => self.drops.qos0 += 1,
             }
             return;
         }
@@ -807,6 +834,7 @@ impl Session {
             return;
         }
         self.pending_bytes += size;
+        self.stats.queued_add(size);
         self.pending.push_back(delivery);
     }
 
@@ -814,6 +842,7 @@ impl Session {
     /// logged the first time and every 10,000th (seen, without drowning the log).
     fn queue_full(&mut self, queued: u64, bytes: u64, bound: &str) {
         self.drops.queue_full += 1;
+        self.stats.hit(Limit::QueueFull);
         let n = self.drops.queue_full;
         if n == 1 || n % 10_000 == 0 {
             tracing::warn!(
@@ -821,6 +850,13 @@ impl Session {
                 "session queue full ({bound}): messages for this session are dropped"
             );
         }
+    }
+
+    /// A delivery taken out of the pending queue.
+    fn unqueue(&mut self, d: &Delivery) {
+        let size = d.message.size_bytes();
+        self.pending_bytes -= size;
+        self.stats.queued_sub(size);
     }
 
     fn send_inflight(&mut self, delivery: Delivery) {
@@ -865,7 +901,7 @@ impl Session {
             let Some(d) = self.pending.pop_front() else {
                 break;
             };
-            self.pending_bytes -= d.message.size_bytes();
+            self.unqueue(&d);
             // Expired while it waited: deleted, not sent [MQTT-3.3.2-5].
             if d.message.is_expired() {
                 self.drops.expired += 1;

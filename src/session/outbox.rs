@@ -4,11 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::limit::LimitStats;
 use crate::protocol::{Packet, ProtocolVersion, ReasonCode};
 
 /// Encoded packets waiting for the connection task to write them in one `write` (write
@@ -16,7 +18,8 @@ use crate::protocol::{Packet, ProtocolVersion, ReasonCode};
 /// together).
 ///
 /// # Invariants
-/// Shard-local (`!Send`); only whole packets are appended.
+/// Shard-local (`!Send`); only whole packets are appended; the bytes in `buf` are counted
+/// in the shard's queued-memory gauge (`stats`) until they are taken out or dropped.
 #[derive(Debug)]
 pub struct Outbox {
     buf: RefCell<BytesMut>,
@@ -32,10 +35,25 @@ pub struct Outbox {
     /// last one [MQTT-3.1.2-24]); `None` without keep-alive. Watched by the shard's
     /// keep-alive sweep rather than a timer per connection.
     deadline: Cell<Option<Instant>>,
+    /// When the packet whose first bytes have arrived must be complete
+    /// (`limits.packet_timeout_secs`); `None` when no packet is begun, or while the broker
+    /// is not reading this connection. Watched by the same sweep.
+    packet_deadline: Cell<Option<Instant>>,
+    /// The sweep's tick this connection is filed under, if any: one entry per connection.
+    pub(crate) filed_tick: Cell<Option<u64>>,
+    /// The shard's counters and queued-memory gauge.
+    stats: Rc<LimitStats>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.stats.queued_sub(self.buf.get_mut().len());
+    }
 }
 
 impl Outbox {
-    pub fn new(version: ProtocolVersion, soft_limit_bytes: usize) -> Self {
+    /// An outbox whose buffered bytes count in `stats` (its shard's).
+    pub fn new(version: ProtocolVersion, soft_limit_bytes: usize, stats: Rc<LimitStats>) -> Self {
         Outbox {
             buf: RefCell::new(BytesMut::new()),
             soft_limit_bytes,
@@ -44,6 +62,9 @@ impl Outbox {
             woken: Cell::new(false),
             close: Cell::new(None),
             deadline: Cell::new(None),
+            packet_deadline: Cell::new(None),
+            filed_tick: Cell::new(None),
+            stats,
         }
     }
 
@@ -64,6 +85,22 @@ impl Outbox {
         self.deadline.set(deadline);
     }
 
+    pub fn packet_deadline(&self) -> Option<Instant> {
+        self.packet_deadline.get()
+    }
+
+    pub fn set_packet_deadline(&self, deadline: Option<Instant>) {
+        self.packet_deadline.set(deadline);
+    }
+
+    /// The earlier of the keep-alive and packet deadlines: when the sweep must look again.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.deadline.get(), self.packet_deadline.get()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn version(&self) -> ProtocolVersion {
         self.version
     }
@@ -71,11 +108,17 @@ impl Outbox {
     /// Appends `packet`, encoded for this connection's version, and wakes the connection.
     /// Returns false if it cannot be encoded for this version (the caller counts the drop).
     pub fn push(&self, packet: &Packet) -> bool {
-        let ok = packet
-            .encode(self.version, &mut self.buf.borrow_mut())
-            .is_ok();
+        let added = {
+            let mut buf = self.buf.borrow_mut();
+            let before = buf.len();
+            let ok = packet.encode(self.version, &mut buf).is_ok();
+            ok.then(|| buf.len() - before)
+        };
+        if let Some(n) = added {
+            self.stats.queued_add(n);
+        }
         self.wake();
-        ok
+        added.is_some()
     }
 
     /// Whether the buffer is past its soft limit (a slow reader).
@@ -90,6 +133,7 @@ impl Outbox {
     /// Moves the buffered bytes into `into` (which must be empty) for writing.
     pub fn take_into(&self, into: &mut BytesMut) {
         std::mem::swap(&mut *self.buf.borrow_mut(), into);
+        self.stats.queued_sub(into.len());
     }
 
     /// Asks the connection to end with `reason` (the first reason wins).

@@ -41,7 +41,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
 }
 
 fn outbox() -> Rc<Outbox> {
-    Rc::new(Outbox::new(ProtocolVersion::V3_1_1, 1 << 20))
+    Rc::new(Outbox::new(ProtocolVersion::V3_1_1, 1 << 20, Rc::default()))
 }
 
 /// Everything the outbox holds, decoded.
@@ -69,7 +69,7 @@ fn publishes(packets: &[Packet]) -> Vec<(u8, Option<u16>, bool)> {
 }
 
 fn session() -> Session {
-    Session::new(Arc::from("c"), LIMITS)
+    Session::new(Arc::from("c"), LIMITS, Rc::default())
 }
 
 fn pid(n: u16) -> PacketId {
@@ -185,6 +185,7 @@ fn packet_ids_skip_those_in_flight_and_wrap() {
             inflight_count_max: 3,
             ..LIMITS
         },
+        Rc::default(),
     );
     let out = outbox();
     s.attach(out.clone(), None, None);

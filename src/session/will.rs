@@ -183,6 +183,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -211,7 +212,7 @@ mod tests {
     }
 
     fn durable() -> Session {
-        let mut s = Session::new(Arc::from("c"), LIMITS);
+        let mut s = Session::new(Arc::from("c"), LIMITS, Rc::default());
         s.make_durable(7, RecoveredQueue::new());
         s
     }
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn only_a_session_that_outlives_its_connection_keeps_a_will() {
-        let mut s = Session::new(Arc::from("c"), LIMITS);
+        let mut s = Session::new(Arc::from("c"), LIMITS, Rc::default());
         s.expiry_secs = 60;
         assert!(!s.keeps_wills(), "a clean session ends with its connection");
         s.arm_will(Some((will(), 3)));

@@ -115,6 +115,8 @@ pub struct Handoff {
     pub peer: SocketAddr,
     /// Who the accepting shard found the client to be (its password was checked there).
     pub principal: crate::auth::Principal,
+    /// The connection's place in its listener's `max_connections`, held until it ends.
+    pub listener: crate::limit::ListenerSlot,
 }
 
 /// Control mesh messages. `req` ties a reply to its request on the asking shard.

@@ -25,6 +25,7 @@ use glommio::sync::Gate;
 use glommio::LocalExecutorPoolBuilder;
 
 use crate::config::Config;
+use crate::limit::{Limit, LimitStats, ListenerCount, ListenerSlot, ShardSlot, TokenBucket};
 use crate::message::Message;
 use crate::persist::state::{StateRecord, Tag, Target};
 use crate::persist::{LogOffset, LogOptions};
@@ -37,6 +38,15 @@ use pushback::{AckTicket, Pushback};
 pub use runtime::{Shutdown, StartError};
 use share::{Member, Pick, ShareTable};
 use storage::Storage;
+
+/// What an open connection holds against the connection limits: its listener's count (across
+/// shards; it goes with the connection when it is handed to its home shard) and its
+/// shard's. Dropped when the connection ends.
+#[derive(Debug)]
+pub struct Slots {
+    pub listener: ListenerSlot,
+    pub shard: ShardSlot,
+}
 
 /// Identifies a session within its home shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,6 +161,11 @@ pub struct Shard {
     recovered_notify: Notify,
     /// Wills of sessions handed over at start-up, published once every shard is ready.
     adopted_wills: RefCell<Vec<(u64, Message)>>,
+    /// Counters of every limit hit on this shard, its open connections and its
+    /// queued-memory gauge.
+    pub limit_stats: Rc<LimitStats>,
+    /// `limits.connects_per_sec_max` (shared by this shard's listeners); `None`: no limit.
+    connect_rate: RefCell<Option<TokenBucket>>,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
@@ -178,6 +193,9 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     ))
     .map_err(StartError::Signals)?;
     let config = Arc::new(config);
+    // One count per listener, shared by every shard: `max_connections` is across shards.
+    let listener_counts: Arc<[Arc<ListenerCount>]> =
+        config.listeners.iter().map(|_| Arc::default()).collect();
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
     let ctrl: MeshBuilder<CtrlMsg, Full> = MeshBuilder::full(shards, capacity);
@@ -198,6 +216,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
                 security,
                 verifier,
                 tls,
+                listener_counts,
             };
             shard_main(config, gate, shards, data, ctrl, shutdown).await
         })
@@ -246,11 +265,14 @@ fn tls_acceptors(config: &Config) -> Result<Vec<Option<Arc<crate::tls::TlsAccept
 }
 
 /// Who may connect and how, the same for every shard: the security files' snapshot cell,
-/// the password checks, and each listener's TLS acceptor (by listener index).
+/// the password checks, each listener's TLS acceptor and its count of open connections
+/// (by listener index).
 struct Admission {
     security: Arc<crate::auth::SecurityCell>,
     verifier: Arc<crate::auth::verify::Verifier>,
     tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
+    /// `max_connections` is across shards: one count per listener, shared by every shard.
+    listener_counts: Arc<[Arc<ListenerCount>]>,
 }
 
 async fn shard_main(
@@ -265,6 +287,7 @@ async fn shard_main(
         security,
         verifier,
         tls,
+        listener_counts,
     } = gate;
     // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
     let join_timeout = Duration::from_secs(30);
@@ -352,6 +375,13 @@ async fn shard_main(
         recovered_peers: Cell::new(0),
         recovered_notify: Notify::default(),
         adopted_wills: RefCell::default(),
+        limit_stats: Rc::new(LimitStats::new(
+            usize::try_from(limits.memory_high_water_bytes / count as u64).unwrap_or(usize::MAX),
+        )),
+        connect_rate: RefCell::new((limits.connects_per_sec_max > 0).then(|| {
+            let rate = u64::from(limits.connects_per_sec_max);
+            TokenBucket::new(rate, rate, Instant::now())
+        })),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
     glommio::spawn_local(storage::flusher(storage.clone(), shutdown.clone())).detach();
@@ -367,19 +397,15 @@ async fn shard_main(
             }
         }
     }
-    for (listener, tls) in config.listeners.iter().zip(tls) {
+    let listeners = config.listeners.iter().zip(tls).zip(listener_counts.iter());
+    for ((listener, tls), open) in listeners {
         let socket = runtime::bind_listener(listener.bind, listener.backlog)
             .map_err(|e| format!("{id}: cannot listen on {}: {e}", listener.bind))?;
         // SAFETY: the fd comes from a socket we just bound and listened on, and
         // `into_raw_fd` gives its ownership to the glommio listener.
         let l = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-        glommio::spawn_local(accept_loop(
-            shard.clone(),
-            l,
-            listener.max_connections as usize,
-            tls,
-        ))
-        .detach();
+        let max = listener.max_connections as usize;
+        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max, tls)).detach();
     }
     glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
@@ -401,6 +427,7 @@ async fn shard_main(
     }
     shard.storage.flush_now();
     shard.storage.log_stats();
+    shard.log_limit_stats();
     Ok(())
 }
 
@@ -445,11 +472,11 @@ pub async fn with_timeout<T>(
 async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
+    open: Arc<ListenerCount>,
     max_connections: usize,
     tls: Option<Arc<crate::tls::TlsAcceptor>>,
 ) {
     let shutdown = shard.shutdown.clone();
-    let live = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shutdown.wait().await;
@@ -459,22 +486,18 @@ async fn accept_loop(
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let per_shard = shard.config.limits.connections_per_shard_max as usize;
-                if live.get() >= max_connections || live.get() >= per_shard {
-                    tracing::warn!(shard = %shard.id, "connection limit reached; refusing a connection");
+                // Refused connections are closed at once, before anything is read: under a
+                // flood, reading a CONNECT to answer it is the work the limits shed.
+                let Some(slots) = shard.admit(&open, max_connections) else {
                     drop(stream);
                     continue;
-                }
-                live.set(live.get() + 1);
-                let (s, l) = (shard.clone(), live.clone());
+                };
                 // Boxed once: every wrapper below (isolate, this block, the gate's own)
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
-                let connection = Box::pin(crate::connection::accept(s, stream, tls.clone()));
-                let task = shard.connections.spawn(async move {
-                    isolate(connection).await;
-                    l.set(l.get() - 1);
-                });
+                let s = shard.clone();
+                let connection = Box::pin(crate::connection::accept(s, stream, tls.clone(), slots));
+                let task = shard.connections.spawn(isolate(connection));
                 match task {
                     Ok(t) => {
                         t.detach();
@@ -569,6 +592,50 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
 }
 
 impl Shard {
+    /// Slots for a newly accepted connection, or `None` (counted, logged now and then) when
+    /// a limit refuses it: the shard's connect rate, the listener's connections across
+    /// shards, the shard's connections.
+    fn admit(&self, open: &Arc<ListenerCount>, max_connections: usize) -> Option<Slots> {
+        let refused = |limit: Limit, key: &str| {
+            let n = self.limit_stats.hit(limit);
+            if crate::limit::worth_logging(n) {
+                tracing::warn!(shard = %self.id, refused = n, "connection refused: {key}");
+            }
+        };
+        if let Some(bucket) = self.connect_rate.borrow_mut().as_mut() {
+            if !bucket.try_take(1, Instant::now()) {
+                refused(Limit::ConnectRate, "limits.connects_per_sec_max");
+                return None;
+            }
+        }
+        let Some(listener) = open.slot(max_connections) else {
+            refused(Limit::ListenerConnections, "listener.max_connections");
+            return None;
+        };
+        let Some(shard) = self.connection_slot() else {
+            refused(Limit::ShardConnections, "limits.connections_per_shard_max");
+            return None;
+        };
+        Some(Slots { listener, shard })
+    }
+
+    /// A slot for one more connection on this shard, unless it has
+    /// `limits.connections_per_shard_max` open.
+    pub fn connection_slot(&self) -> Option<ShardSlot> {
+        let max = self.config.limits.connections_per_shard_max as usize;
+        self.limit_stats.connection_slot(max)
+    }
+
+    /// Logs this shard's counters of limits hit (at shutdown).
+    fn log_limit_stats(&self) {
+        let s = &self.limit_stats;
+        let counts: Vec<String> = s.counts().map(|(name, n)| format!("{name}={n}")).collect();
+        tracing::info!(
+            shard = %self.id, queued_bytes = s.queued_bytes(),
+            queued_bytes_peak = s.queued_bytes_peak(), "limits {}", counts.join(" ")
+        );
+    }
+
     /// The home shard of a client id.
     pub fn home_of(&self, client_id: &str) -> ShardId {
         ShardId((stable_hash(client_id.as_bytes()) % self.count as u64) as u16)
@@ -595,6 +662,7 @@ impl Shard {
                     h.buffered,
                     h.peer,
                     h.principal,
+                    h.listener,
                 ));
                 if let Ok(t) = self.connections.spawn(isolate(connection)) {
                     t.detach();
@@ -1343,6 +1411,11 @@ impl Shard {
         let shard = self.clone();
         let message = message.clone();
         glommio::spawn_local(async move {
+            // glommio runs a spawned task at once, up to its first wait: without this
+            // yield, delivering here would run inside the caller's borrows of the shard
+            // (seen as "RefCell already borrowed" killing the shard, found by the handler
+            // fuzz test).
+            futures_lite::future::yield_now().await;
             if to == shard.id {
                 shard.deliver_local(&message, false, None, false, vec![pick]);
                 return;

@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_ticket_is_released_by_its_last_hold_and_every_shard_answer() {
-        let out = Rc::new(Outbox::new(ProtocolVersion::V5, 1024));
+        let out = Rc::new(Outbox::new(ProtocolVersion::V5, 1024, Rc::default()));
         let p = Pushback::new(3);
         let t = AckTicket::new(out);
         let id = p.await_shards(&t, 2);

@@ -150,7 +150,11 @@ impl Shard {
             tracing::warn!(client_id = %rs.client_id, "two logged sessions for one client id; keeping the first");
             return;
         }
-        let mut session = Session::new(rs.client_id.clone(), self.session_limits);
+        let mut session = Session::new(
+            rs.client_id.clone(),
+            self.session_limits,
+            self.limit_stats.clone(),
+        );
         session.expiry_secs = rs.expiry_secs;
         // Checked against the ACL as the user its client last logged in as, while it is
         // away (no credential: it must log in again to connect).
@@ -400,7 +404,11 @@ impl Shard {
 
     /// Routes a recovered message again and waits until what it needs is durable.
     async fn finish_routing(self: &Rc<Self>, message: Message, tag: Tag) {
-        let outbox = Rc::new(Outbox::new(ProtocolVersion::V5, 0));
+        let outbox = Rc::new(Outbox::new(
+            ProtocolVersion::V5,
+            0,
+            self.limit_stats.clone(),
+        ));
         let Some(ticket) = self.publish_tagged(message, Some(&outbox), Some(tag)).await else {
             return;
         };
