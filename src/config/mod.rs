@@ -287,6 +287,9 @@ pub struct ListenerConfig {
     /// none: plain MQTT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, either accepted),
+    /// sent by a load balancer; its source address is the client's address. Default false.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ListenerConfig {
@@ -297,6 +300,7 @@ impl Default for ListenerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             kind: ListenerKind::Tcp,
             tls: None,
+            proxy_protocol: false,
         }
     }
 }
