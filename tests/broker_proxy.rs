@@ -35,7 +35,11 @@ fn proxy_broker(files: &SecurityFiles, auth: &str) -> (Broker, SocketAddr) {
 
 fn v1(src: &str, sport: u16) -> Vec<u8> {
     let fam = if src.contains(':') { "TCP6" } else { "TCP4" };
-    let dst = if src.contains(':') { "::1" } else { "127.0.0.1" };
+    let dst = if src.contains(':') {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
     format!("PROXY {fam} {src} {dst} {sport} 1883\r\n").into_bytes()
 }
 

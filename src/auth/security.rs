@@ -469,7 +469,10 @@ mod tests {
         };
         let err = Security::load(&missing).unwrap_err().to_string();
         assert!(err.starts_with("cannot read password file "), "{err}");
-        assert!(err.ends_with("; fix auth.password_file or create the file"), "{err}");
+        assert!(
+            err.ends_with("; fix auth.password_file or create the file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -180,7 +180,10 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, ProxyError> {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&a[..16]);
             let ip = Ipv6Addr::from(octets);
-            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[32], a[33]])))
+            Some(SocketAddr::new(
+                ip.into(),
+                u16::from_be_bytes([a[32], a[33]]),
+            ))
         }
         // UNSPEC, UDP, Unix sockets: no client address to use; the TLVs are skipped.
         _ => None,
@@ -270,9 +273,15 @@ mod tests {
     #[test]
     fn v1_tcp4_and_tcp6() {
         let h = b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 1883\r\nMQTT";
-        assert_eq!(done(h), (Some("192.0.2.7:51234".parse().unwrap()), h.len() - 4));
+        assert_eq!(
+            done(h),
+            (Some("192.0.2.7:51234".parse().unwrap()), h.len() - 4)
+        );
         let h = b"PROXY TCP6 2001:db8::5 ::1 4000 1883\r\n";
-        assert_eq!(done(h), (Some("[2001:db8::5]:4000".parse().unwrap()), h.len()));
+        assert_eq!(
+            done(h),
+            (Some("[2001:db8::5]:4000".parse().unwrap()), h.len())
+        );
     }
 
     #[test]
@@ -314,7 +323,10 @@ mod tests {
         let mut body = vec![192, 0, 2, 9, 10, 0, 0, 1, 0xc3, 0x50, 0x07, 0x5b];
         body.extend_from_slice(&[0x04, 0x00, 0x02, b'h', b'i']); // a NOOP TLV
         let h = v2(1, 0x11, &body);
-        assert_eq!(done(&h), (Some("192.0.2.9:50000".parse().unwrap()), h.len()));
+        assert_eq!(
+            done(&h),
+            (Some("192.0.2.9:50000".parse().unwrap()), h.len())
+        );
         let mut body = vec![0u8; 36];
         body[0] = 0x20;
         body[1] = 0x01;

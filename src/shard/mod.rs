@@ -498,7 +498,13 @@ async fn accept_loop(
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
                 let s = shard.clone();
-                let connection = Box::pin(crate::connection::accept(s, stream, tls.clone(), slots, proxy));
+                let connection = Box::pin(crate::connection::accept(
+                    s,
+                    stream,
+                    tls.clone(),
+                    slots,
+                    proxy,
+                ));
                 let task = shard.connections.spawn(isolate(connection));
                 match task {
                     Ok(t) => {
