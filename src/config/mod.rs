@@ -181,6 +181,7 @@ impl Config {
                         bind,
                         kind: ListenerKind::Tcp,
                         tls: None,
+                        proxy_protocol: false,
                         ..template.clone()
                     })
                 })
