@@ -201,7 +201,7 @@ fn missing_or_bad_header_is_closed_v311() {
         return;
     }
     let files = SecurityFiles::new();
-    let (_broker, addr) = proxy_broker(&files, "");
+    let (mut broker, addr) = proxy_broker(&files, "");
     let plain_connect = encode(
         &Packet::Connect(Box::new(connect_as(
             V311,
@@ -233,6 +233,18 @@ fn missing_or_bad_header_is_closed_v311() {
     c.expect_closed(CLOSE);
     let mut c = connect_behind(addr, &v1("192.0.2.3", 7), "after", "wonderland");
     c.expect_bytes("20 02 00 00");
+    // Each refusal is counted: the shards log their limit counters when they stop.
+    broker.stop();
+    let log = broker.log_of_this_run();
+    let counted: u64 = log
+        .lines()
+        .filter(|l| l.contains(": limits "))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|w| w.strip_prefix("bad_proxy_headers="))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    // The five above, and proxy_broker's probe that the listener is up (closed at once).
+    assert_eq!(counted, 6, "{log}");
 }
 
 // The per-address failed-login limit counts the address the header gave: failures behind
