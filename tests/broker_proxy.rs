@@ -243,8 +243,9 @@ fn missing_or_bad_header_is_closed_v311() {
         .filter_map(|w| w.strip_prefix("bad_proxy_headers="))
         .filter_map(|n| n.parse::<u64>().ok())
         .sum();
-    // The five above, and proxy_broker's probe that the listener is up (closed at once).
-    assert_eq!(counted, 6, "{log}");
+    // The five above, and proxy_broker's probe that the listener was up (closed at once;
+    // it may still be pending when the broker stops).
+    assert!((5..=6).contains(&counted), "{counted} counted:\n{log}");
 }
 
 // The per-address failed-login limit counts the address the header gave: failures behind
