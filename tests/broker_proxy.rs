@@ -23,7 +23,9 @@ fn proxy_broker(files: &SecurityFiles, auth: &str) -> (Broker, SocketAddr) {
         .parse()
         .expect("address");
     let toml = format!("{auth}\n[[listener]]\nbind = \"{addr}\"\nproxy_protocol = true\n");
-    let broker = Broker::start(files.options(true, false, &toml, ""));
+    // Two shards: a connection is often accepted on one and handed to its client id's home
+    // shard on the other, and the address must travel with it.
+    let broker = Broker::start(files.options(true, false, &toml, "").shards(2));
     // Every shard binds every listener before it serves; wait for this one anyway.
     let until = Instant::now() + Duration::from_secs(5);
     while TcpStream::connect(addr).is_err() {
