@@ -206,11 +206,13 @@ pub enum Limit {
     /// A QoS 0 delivery shed: the shard's queued bytes were above its share of
     /// `limits.memory_high_water_bytes`.
     Qos0Shed,
+    /// A connection closed on a `proxy_protocol` listener: no valid PROXY header first.
+    BadProxyHeader,
 }
 
 impl Limit {
     /// Every counted limit, in the order of the log line.
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 17] = [
         Limit::ListenerConnections,
         Limit::ShardConnections,
         Limit::ConnectRate,
@@ -227,6 +229,7 @@ impl Limit {
         Limit::QueueFull,
         Limit::Qos0SlowClient,
         Limit::Qos0Shed,
+        Limit::BadProxyHeader,
     ];
 
     /// The counter's name.
@@ -248,6 +251,7 @@ impl Limit {
             Limit::QueueFull => "queue_full_drops",
             Limit::Qos0SlowClient => "qos0_slow_client_drops",
             Limit::Qos0Shed => "qos0_memory_sheds",
+            Limit::BadProxyHeader => "bad_proxy_headers",
         }
     }
 }

@@ -320,9 +320,19 @@ struct TlsClient {
 impl TlsClient {
     /// TCP connection and the client's side of the handshake, for server name localhost.
     fn handshake(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<TlsClient> {
-        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        TlsClient::handshake_after(addr, config, &[])
+    }
+
+    /// [`TlsClient::handshake`] after sending `prefix` in the clear (a PROXY header).
+    fn handshake_after(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        prefix: &[u8],
+    ) -> io::Result<TlsClient> {
+        let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT)?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(TIMEOUT))?;
+        tcp.write_all(prefix)?;
         let name = ServerName::try_from("localhost").expect("server name");
         let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
         let mut stream = StreamOwned::new(conn, tcp);
@@ -529,6 +539,40 @@ fn plain_and_tls_listeners_side_by_side() {
     tls_pub.publish("side/tls", b"from tls");
     tls_sub.expect_message("side/tls", b"from tls");
     plain_sub.expect_publish(0x32, "side/tls", b"from tls");
+}
+
+// On a TLS listener with proxy_protocol, the PROXY header comes in the clear before the
+// handshake; the client's address from it is the one logged.
+#[test]
+fn proxy_header_before_the_tls_handshake_ringmq_only() {
+    if skip_unless_ringmq("ringmq's proxy_protocol") {
+        return;
+    }
+    let pki = Pki::new();
+    let b = tls_broker(&pki, 1, Clients::Anyone, "proxy_protocol = true\n");
+    let trust = pki.client("ca.pem", None, ANY_TLS);
+    let header = b"PROXY TCP4 203.0.113.50 127.0.0.1 41000 8883\r\n";
+    let mut c = TlsClient::handshake_after(b.tls, trust.clone(), header)
+        .unwrap_or_else(|e| panic!("TLS handshake after a PROXY header: {e}"));
+    c.send_packet(&Packet::Connect(Box::new(connect(V311, "proxied-tls"))));
+    match c.recv() {
+        Packet::ConnAck(a) if a.reason == ReasonCode::Success => {}
+        other => panic!("expected CONNACK 0x00, got {other:?}"),
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = b.broker.log_of_this_run();
+        if log
+            .lines()
+            .any(|l| l.contains("proxied-tls") && l.contains("203.0.113.50:41000"))
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "address not logged:\n{log}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Without the header the handshake is refused: the listener closes the socket.
+    assert!(TlsClient::handshake(b.tls, trust).is_err());
 }
 
 /// Messages larger than rustls' 64 KiB of buffered records and than the broker's read

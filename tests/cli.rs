@@ -428,3 +428,59 @@ fn check_config_reads_the_password_and_acl_files() {
     let out = ringmq(&["check-config", config.path()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Runs the broker with `config` (and `RUST_LOG` set to `rust_log`, or removed), waits
+/// until it listens, stops it with SIGTERM, and returns what it logged.
+fn log_of_a_run(name: &str, config: &str, rust_log: Option<&str>) -> String {
+    let file = TempConfig::new(name, config);
+    let dir = temp_dir(name);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmq"));
+    cmd.args(["--config", file.0.to_str().unwrap(), "--listen", &listen])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped());
+    match rust_log {
+        Some(v) => cmd.env("RUST_LOG", v),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let child = cmd.spawn().unwrap();
+    wait_listening(port);
+    // SAFETY: kill sends a signal to the child we spawned; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+    stderr(&out)
+}
+
+// log.format = "json": every line is one JSON object with its level.
+#[test]
+fn json_log_format_writes_one_object_per_line() {
+    let log = log_of_a_run("json", "[log]\nformat = \"json\"\nlevel = \"info\"\n", None);
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in &lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(log.contains("\"level\":\"INFO\""), "{log}");
+    let text = log_of_a_run("text", "[log]\nformat = \"text\"\n", None);
+    assert!(
+        text.lines().any(|l| l.contains(" INFO ")) && !text.contains("\"level\":"),
+        "{text}"
+    );
+}
+
+// log.level sets the level; RUST_LOG, when set, wins over it.
+#[test]
+fn rust_log_wins_over_log_level() {
+    let quiet = log_of_a_run("lvl-warn", "[log]\nlevel = \"warn\"\n", None);
+    assert!(!quiet.contains(" INFO "), "{quiet}");
+    let loud = log_of_a_run("lvl-env", "[log]\nlevel = \"warn\"\n", Some("info"));
+    assert!(loud.contains(" INFO "), "{loud}");
+    let quiet = log_of_a_run("lvl-env-warn", "[log]\nlevel = \"info\"\n", Some("warn"));
+    assert!(!quiet.contains(" INFO "), "{quiet}");
+}

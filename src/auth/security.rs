@@ -96,7 +96,11 @@ impl Authenticator for PasswordFileAuthenticator {
 /// Why the security files could not be loaded: names the file, and the line.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {what} {}: {source}", path.display())]
+    #[error(
+        "cannot read {what} {}: {source}; fix auth.{} or create the file",
+        path.display(),
+        key_of(what)
+    )]
     Read {
         what: &'static str,
         path: PathBuf,
@@ -195,6 +199,15 @@ impl Security {
             return None;
         }
         Some(Box::new(ClientAccess { principal, acl }))
+    }
+}
+
+/// The `[auth]` key that names a file of kind `what`.
+fn key_of(what: &str) -> &'static str {
+    if what == "ACL file" {
+        "acl_file"
+    } else {
+        "password_file"
     }
 }
 
@@ -456,6 +469,10 @@ mod tests {
         };
         let err = Security::load(&missing).unwrap_err().to_string();
         assert!(err.starts_with("cannot read password file "), "{err}");
+        assert!(
+            err.ends_with("; fix auth.password_file or create the file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl Config {
                         bind,
                         kind: ListenerKind::Tcp,
                         tls: None,
+                        proxy_protocol: false,
                         ..template.clone()
                     })
                 })
@@ -287,6 +288,9 @@ pub struct ListenerConfig {
     /// none: plain MQTT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, either accepted),
+    /// sent by a load balancer; its source address is the client's address. Default false.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ListenerConfig {
@@ -297,6 +301,7 @@ impl Default for ListenerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             kind: ListenerKind::Tcp,
             tls: None,
+            proxy_protocol: false,
         }
     }
 }
@@ -776,12 +781,36 @@ fn parse_error(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError {
             message = isolated_message.trim().replace('\n', "; ");
         }
     }
+    if let Some(hint) = suggestion(&message) {
+        message.push_str(&format!("; did you mean `{hint}`?"));
+    }
     ConfigError::Parse {
         origin: origin.to_owned(),
         location,
         key,
         message,
     }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the
+/// expected name closest to `x`, when it is close enough to be a likely typo: at most one
+/// edit per three characters (at least one), so `packet_bytes_mx` suggests
+/// `packet_bytes_max` but `foo` suggests nothing.
+fn suggestion(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (given, rest) = rest.split_once('`')?;
+    let (_, expected) = rest.split_once("expected")?;
+    let limit = (given.chars().count() / 3).max(1);
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (strsim::damerau_levenshtein(given, name), name))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name.to_owned())
 }
 
 /// One step of a key path: a table key or an array index.
@@ -999,6 +1028,25 @@ mod tests {
             err.starts_with("test.toml:4:1: listener[1].bindd: unknown field `bindd`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unknown_key_close_to_a_known_one_gets_a_suggestion() {
+        let err = parse_err("[limits]\npacket_bytes_mx = 2048\n");
+        assert!(
+            err.starts_with("test.toml:2:1: limits.packet_bytes_mx: unknown field")
+                && err.ends_with("did you mean `packet_bytes_max`?"),
+            "{err}"
+        );
+        let err = parse_err("[[listener]]\nproxy_protocl = true\n");
+        assert!(err.ends_with("did you mean `proxy_protocol`?"), "{err}");
+        let err = parse_err("[limit]\n");
+        assert!(err.ends_with("did you mean `limits`?"), "{err}");
+        let err = parse_err("[log]\nformat = \"jsn\"\n");
+        assert!(err.ends_with("did you mean `json`?"), "{err}");
+        // Nothing close: no guess.
+        let err = parse_err("[limits]\nfoo = 1\n");
+        assert!(!err.contains("did you mean"), "{err}");
     }
 
     #[test]

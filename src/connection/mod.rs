@@ -10,6 +10,7 @@
 mod authenticate;
 mod keep_alive;
 mod login;
+mod proxy;
 mod read;
 mod transport;
 
@@ -79,8 +80,9 @@ pub fn accept(
     stream: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
     slots: Slots,
+    proxy: bool,
 ) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream, tls, slots)))
+    run(Box::pin(accept_connect(shard, stream, tls, slots, proxy)))
 }
 
 /// Serves a connection handed over by the shard that accepted it.
@@ -146,23 +148,68 @@ async fn run(setup: Setup) {
     Box::pin(finish(conn, io.stream, end)).await;
 }
 
+/// The client's address from the PROXY header that must start the connection (the socket's
+/// own peer for a LOCAL or UNKNOWN header). `None`: no valid header within `timeout` (or
+/// shutdown): counted, logged at debug level, and the socket is closed.
+async fn proxy_peer(
+    shard: &Shard,
+    tcp: &mut TcpStream,
+    socket_peer: SocketAddr,
+    timeout: Duration,
+) -> Option<SocketAddr> {
+    let shutdown = shard.shutdown.clone();
+    let reading = crate::shard::with_timeout(proxy::read_header(tcp), timeout);
+    let stopped = async {
+        shutdown.wait().await;
+        None
+    };
+    match future::or(reading, stopped).await {
+        Some(Ok(header)) => {
+            let peer = header.source.unwrap_or(socket_peer);
+            tracing::debug!(%peer, proxy = %socket_peer, "PROXY header read");
+            Some(peer)
+        }
+        Some(Err(e)) => {
+            shard.limit_stats.hit(Limit::BadProxyHeader);
+            tracing::debug!(peer = %socket_peer, error = %e, "closed: no valid PROXY header");
+            None
+        }
+        None => {
+            if !shard.shutdown.is_triggered() {
+                shard.limit_stats.hit(Limit::BadProxyHeader);
+            }
+            tracing::debug!(
+                peer = %socket_peer,
+                "closed: no PROXY header within connect_timeout_secs (or shutdown)"
+            );
+            None
+        }
+    }
+}
+
 /// The CONNECT phase: returns the connection if it is served on this shard.
 async fn accept_connect(
     shard: Rc<Shard>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
     slots: Slots,
+    proxy: bool,
 ) -> Option<(Conn, Io)> {
-    let peer = match tcp.peer_addr() {
+    let mut peer = match tcp.peer_addr() {
         Ok(p) => p,
         Err(_) => return None,
     };
     let _ = tcp.set_nodelay(true);
     let limits = &shard.config.limits;
     let mut rbuf = BytesMut::new();
-    // The TLS handshake and the CONNECT together must be done within the timeout.
+    // The PROXY header, the TLS handshake and the CONNECT together must be done within
+    // the timeout.
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
     let deadline = Instant::now() + timeout;
+    if proxy {
+        peer = proxy_peer(&shard, &mut tcp, peer, timeout).await?;
+    }
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let mut stream = transport::open(&shard, tcp, tls.as_deref(), peer, timeout).await?;
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
