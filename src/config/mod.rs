@@ -281,7 +281,8 @@ pub struct ListenerConfig {
     /// Open connections on this listener across all shards. Hit: new connections are
     /// closed at once. Default 100000, minimum 1.
     pub max_connections: u32,
-    /// Transport. Default and, for now, only value: `"tcp"`.
+    /// Transport: `"tcp"` (default) for MQTT on the socket, or `"ws"` for MQTT over
+    /// WebSocket (with a `tls` table: wss), on any request path.
     pub kind: ListenerKind,
     /// MQTT over TLS on this listener (and, with a `ca`, client certificates). Default
     /// none: plain MQTT.
@@ -351,19 +352,22 @@ fn validate_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>)
     }
 }
 
-/// Transport of a listener. TLS and WebSocket will be added here.
+/// Transport of a listener (TLS is the `tls` table, on either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// Plain MQTT over TCP.
     #[default]
     Tcp,
+    /// MQTT over WebSocket (RFC 6455), subprotocol `mqtt` (or `mqttv3.1`).
+    Ws,
 }
 
 impl fmt::Display for ListenerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ListenerKind::Tcp => "tcp",
+            ListenerKind::Ws => "ws",
         })
     }
 }

@@ -12,6 +12,7 @@ mod keep_alive;
 mod login;
 mod read;
 mod transport;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::shard::{Shard, Slots};
 use crate::tls::TlsAcceptor;
 pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
 pub use transport::Transport;
+pub use websocket::WsState;
 
 /// First read size of a connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
 const INITIAL_READ_BYTES: usize = 1024;
@@ -78,9 +80,12 @@ pub fn accept(
     shard: Rc<Shard>,
     stream: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
+    websocket: bool,
     slots: Slots,
 ) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream, tls, slots)))
+    run(Box::pin(accept_connect(
+        shard, stream, tls, websocket, slots,
+    )))
 }
 
 /// Serves a connection handed over by the shard that accepted it.
@@ -151,6 +156,7 @@ async fn accept_connect(
     shard: Rc<Shard>,
     tcp: TcpStream,
     tls: Option<Arc<TlsAcceptor>>,
+    websocket: bool,
     slots: Slots,
 ) -> Option<(Conn, Io)> {
     let peer = match tcp.peer_addr() {
@@ -163,7 +169,7 @@ async fn accept_connect(
     // The TLS handshake and the CONNECT together must be done within the timeout.
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
     let deadline = Instant::now() + timeout;
-    let mut stream = transport::open(&shard, tcp, tls.as_deref(), peer, timeout).await?;
+    let mut stream = transport::open(&shard, tcp, tls.as_deref(), websocket, peer, timeout).await?;
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
         read_connect(&mut stream, &mut rbuf, limits.packet_bytes_max as usize),
@@ -278,7 +284,7 @@ async fn accept_connect(
         .await;
         return served.map(|served| holding(served, slots));
     }
-    let (fd, tls) = match stream.into_handoff() {
+    let (fd, tls, ws) = match stream.into_handoff() {
         Ok(parts) => parts,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot hand the connection off");
@@ -289,6 +295,7 @@ async fn accept_connect(
     let handoff = Handoff {
         fd,
         tls,
+        ws,
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,
