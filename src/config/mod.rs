@@ -1065,6 +1065,9 @@ mod tests {
             err.contains("listener[0].kind: unknown variant `udp`"),
             "{err}"
         );
+        assert!(err.contains("`tcp` or `ws`"), "{err}");
+        let err = parse_err("[[listener]]\nkind = \"wss\"\n");
+        assert!(err.contains("listener[0].kind: unknown variant `wss`"), "{err}");
         let err = parse_err("[limits]\npublish_rate_action = \"drop\"\n");
         assert!(
             err.contains("limits.publish_rate_action: unknown variant `drop`"),
@@ -1115,6 +1118,40 @@ mod tests {
             panic!("IPv6 bind rejected");
         };
         assert_eq!(config.listeners[0].bind.to_string(), "[::1]:8883");
+    }
+
+    #[test]
+    fn websocket_listener_beside_tcp() {
+        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\n\
+                    [[listener]]\nbind = \"0.0.0.0:8080\"\nkind = \"ws\"\n";
+        let Ok(config) = parse(text) else {
+            panic!("ws listener rejected");
+        };
+        let kinds: Vec<_> = config.listeners.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [ListenerKind::Tcp, ListenerKind::Ws]);
+        assert_eq!(config.listeners[1].to_string(), "0.0.0.0:8080 (ws)");
+        // The default file's commented ws and wss examples are valid.
+        let examples: Vec<String> = DEFAULT_CONFIG_TOML
+            .split("# [[listener]]\n")
+            .skip(1)
+            .map(|rest| {
+                let lines: Vec<&str> = rest
+                    .lines()
+                    .take_while(|l| l.starts_with("# ") && l.contains(" = "))
+                    .map(|l| l.trim_start_matches("# "))
+                    .collect();
+                format!("[[listener]]\n{}\n", lines.join("\n"))
+            })
+            .filter(|block| block.contains("kind = \"ws\""))
+            .collect();
+        assert_eq!(examples.len(), 2, "{examples:?}");
+        for block in &examples {
+            let c = Config::from_toml(block, "example").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.listeners[0].kind, ListenerKind::Ws);
+        }
+        assert!(Config::from_toml(&examples[1], "example").unwrap().listeners[0]
+            .tls
+            .is_some());
     }
 
     #[test]
