@@ -372,7 +372,7 @@ fn ping_gets_pong_and_close_gets_close() {
 }
 
 #[test]
-fn text_frame_is_closed_with_1003_v5() {
+fn text_frames_are_closed_with_1003() {
     if skip_unless_ringmq("WebSocket listeners are ringmq's") {
         return;
     }
