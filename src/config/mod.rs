@@ -1067,7 +1067,10 @@ mod tests {
         );
         assert!(err.contains("`tcp` or `ws`"), "{err}");
         let err = parse_err("[[listener]]\nkind = \"wss\"\n");
-        assert!(err.contains("listener[0].kind: unknown variant `wss`"), "{err}");
+        assert!(
+            err.contains("listener[0].kind: unknown variant `wss`"),
+            "{err}"
+        );
         let err = parse_err("[limits]\npublish_rate_action = \"drop\"\n");
         assert!(
             err.contains("limits.publish_rate_action: unknown variant `drop`"),
@@ -1149,7 +1152,9 @@ mod tests {
             let c = Config::from_toml(block, "example").unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.listeners[0].kind, ListenerKind::Ws);
         }
-        assert!(Config::from_toml(&examples[1], "example").unwrap().listeners[0]
+        assert!(Config::from_toml(&examples[1], "example")
+            .unwrap()
+            .listeners[0]
             .tls
             .is_some());
     }
