@@ -29,6 +29,9 @@ pub const HANDSHAKE_BYTES_MAX: usize = 8192;
 /// a client that sends pings and does not read the pongs cannot grow the queue.
 const CONTROL_QUEUE_MAX: usize = 4096;
 
+/// Larger read and write buffers are freed once empty rather than kept for the next burst.
+const BUFFER_KEPT_MAX: usize = 4096;
+
 /// Close status codes (RFC 6455 section 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
@@ -51,8 +54,10 @@ struct Frame {
 /// The framing state of a WebSocket connection, between reads.
 #[derive(Debug)]
 pub struct WsState {
-    /// Bytes read from the socket and not yet taken apart.
+    /// Bytes read from the socket; those from `pos` on are not yet taken apart. Consumed
+    /// bytes are skipped, not moved: a read full of tiny frames costs no quadratic copying.
     raw: Vec<u8>,
+    pos: usize,
     /// The data frame in progress, if its header has been read.
     frame: Option<Frame>,
     /// Inside a fragmented binary message: the next data frame must be a continuation.
@@ -72,6 +77,7 @@ impl WsState {
     fn new(frame_max: u64, leftover: Vec<u8>) -> WsState {
         WsState {
             raw: leftover,
+            pos: 0,
             frame: None,
             fragmented: false,
             out: Vec::new(),
@@ -91,8 +97,8 @@ impl WsState {
         self.closing = true;
     }
 
-    /// Takes apart the frames in `raw` until payload bytes are ready (`Some(true)`), more
-    /// bytes are needed (`Some(false)`), or the client broke the protocol (`None`: a close
+    /// Takes apart the frames in `raw` until payload bytes are ready (`Ok(true)`), more
+    /// bytes are needed (`Ok(false)`), or the client broke the protocol (`Err`: a close
     /// frame is queued).
     fn advance(&mut self) -> Result<bool, ()> {
         loop {
@@ -101,12 +107,12 @@ impl WsState {
                     self.frame = None;
                     continue;
                 }
-                return Ok(!self.raw.is_empty());
+                return Ok(self.pos < self.raw.len());
             }
             if self.closing || self.out.len() > CONTROL_QUEUE_MAX {
                 return Ok(false);
             }
-            let Some(header) = parse_header(&self.raw) else {
+            let Some(header) = parse_header(self.unread()) else {
                 return Ok(false);
             };
             let header = match header {
@@ -129,7 +135,7 @@ impl WsState {
                         return Err(());
                     }
                     self.fragmented = !header.fin;
-                    self.raw.drain(..header.header_len);
+                    self.consume(header.header_len);
                     self.frame = Some(Frame {
                         remaining: header.len,
                         mask: header.mask,
@@ -144,12 +150,12 @@ impl WsState {
                 0x8..=0xA => {
                     // Control frames are short (checked by parse_header) and taken whole.
                     let total = header.header_len + header.len as usize;
-                    let Some(payload) = self.raw.get(header.header_len..total) else {
+                    let Some(payload) = self.unread().get(header.header_len..total) else {
                         return Ok(false);
                     };
                     let mut payload = payload.to_vec();
                     unmask(&mut payload, header.mask, 0);
-                    self.raw.drain(..total);
+                    self.consume(total);
                     match header.opcode {
                         0x9 => {
                             push_header(&mut self.out, 0xA, payload.len());
@@ -181,17 +187,44 @@ impl WsState {
         };
         let n = buf
             .len()
-            .min(self.raw.len())
+            .min(self.raw.len() - self.pos)
             .min(usize::try_from(f.remaining).unwrap_or(usize::MAX));
-        let (Some(dst), Some(src)) = (buf.get_mut(..n), self.raw.get(..n)) else {
+        let unread = self.raw.get(self.pos..).unwrap_or_default();
+        let (Some(dst), Some(src)) = (buf.get_mut(..n), unread.get(..n)) else {
             return 0;
         };
         dst.copy_from_slice(src);
         unmask(dst, f.mask, f.done);
         f.remaining -= n as u64;
         f.done += n as u64;
-        self.raw.drain(..n);
+        self.consume(n);
         n
+    }
+
+    fn unread(&self) -> &[u8] {
+        self.raw.get(self.pos..).unwrap_or_default()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.raw.len() {
+            self.pos = 0;
+            // An idle connection keeps no large buffer.
+            if self.raw.capacity() > BUFFER_KEPT_MAX {
+                self.raw = Vec::new();
+            } else {
+                self.raw.clear();
+            }
+        }
+    }
+
+    /// Appends bytes read from the socket (moving the unread rest to the front first).
+    fn append(&mut self, bytes: &[u8]) {
+        if self.pos > 0 {
+            self.raw.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.raw.extend_from_slice(bytes);
     }
 }
 
@@ -319,9 +352,7 @@ impl WsStream {
             match self.inner.poll_read(cx, buf) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
                 Poll::Ready(Ok(n)) => {
-                    self.state
-                        .raw
-                        .extend_from_slice(buf.get(..n).unwrap_or_default());
+                    self.state.append(buf.get(..n).unwrap_or_default());
                 }
                 other => return other,
             }
@@ -351,7 +382,7 @@ impl WsStream {
             inner.poll_flush(cx)
         })
         .await;
-        if state.wbuf.capacity() > 64 * 1024 {
+        if state.wbuf.capacity() > BUFFER_KEPT_MAX {
             state.wbuf = Vec::new();
         }
         result
@@ -614,6 +645,18 @@ mod tests {
         let mut state = WsState::new(100, raw);
         assert_eq!(read_all(&mut state).unwrap(), b"hello world");
         assert_eq!(state.out, [0x8A, 1, b'p']);
+    }
+
+    #[test]
+    fn many_small_frames_in_one_read() {
+        let mut raw = Vec::new();
+        for i in 0..1000u16 {
+            raw.extend(masked(0x2, true, &i.to_be_bytes()));
+        }
+        let mut state = WsState::new(100, raw);
+        let want: Vec<u8> = (0..1000u16).flat_map(u16::to_be_bytes).collect();
+        assert_eq!(read_all(&mut state).unwrap(), want);
+        assert_eq!((state.pos, state.raw.len()), (0, 0));
     }
 
     #[test]
