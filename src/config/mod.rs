@@ -282,7 +282,8 @@ pub struct ListenerConfig {
     /// Open connections on this listener across all shards. Hit: new connections are
     /// closed at once. Default 100000, minimum 1.
     pub max_connections: u32,
-    /// Transport. Default and, for now, only value: `"tcp"`.
+    /// Transport: `"tcp"` (default) for MQTT on the socket, or `"ws"` for MQTT over
+    /// WebSocket (with a `tls` table: wss), on any request path.
     pub kind: ListenerKind,
     /// MQTT over TLS on this listener (and, with a `ca`, client certificates). Default
     /// none: plain MQTT.
@@ -356,19 +357,22 @@ fn validate_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>)
     }
 }
 
-/// Transport of a listener. TLS and WebSocket will be added here.
+/// Transport of a listener (TLS is the `tls` table, on either).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// Plain MQTT over TCP.
     #[default]
     Tcp,
+    /// MQTT over WebSocket (RFC 6455), subprotocol `mqtt` (or `mqttv3.1`).
+    Ws,
 }
 
 impl fmt::Display for ListenerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ListenerKind::Tcp => "tcp",
+            ListenerKind::Ws => "ws",
         })
     }
 }
@@ -1109,6 +1113,12 @@ mod tests {
             err.contains("listener[0].kind: unknown variant `udp`"),
             "{err}"
         );
+        assert!(err.contains("`tcp` or `ws`"), "{err}");
+        let err = parse_err("[[listener]]\nkind = \"wss\"\n");
+        assert!(
+            err.contains("listener[0].kind: unknown variant `wss`"),
+            "{err}"
+        );
         let err = parse_err("[limits]\npublish_rate_action = \"drop\"\n");
         assert!(
             err.contains("limits.publish_rate_action: unknown variant `drop`"),
@@ -1159,6 +1169,42 @@ mod tests {
             panic!("IPv6 bind rejected");
         };
         assert_eq!(config.listeners[0].bind.to_string(), "[::1]:8883");
+    }
+
+    #[test]
+    fn websocket_listener_beside_tcp() {
+        let text = "[[listener]]\nbind = \"0.0.0.0:1883\"\n\
+                    [[listener]]\nbind = \"0.0.0.0:8080\"\nkind = \"ws\"\n";
+        let Ok(config) = parse(text) else {
+            panic!("ws listener rejected");
+        };
+        let kinds: Vec<_> = config.listeners.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [ListenerKind::Tcp, ListenerKind::Ws]);
+        assert_eq!(config.listeners[1].to_string(), "0.0.0.0:8080 (ws)");
+        // The default file's commented ws and wss examples are valid.
+        let examples: Vec<String> = DEFAULT_CONFIG_TOML
+            .split("# [[listener]]\n")
+            .skip(1)
+            .map(|rest| {
+                let lines: Vec<&str> = rest
+                    .lines()
+                    .take_while(|l| l.starts_with("# ") && l.contains(" = "))
+                    .map(|l| l.trim_start_matches("# "))
+                    .collect();
+                format!("[[listener]]\n{}\n", lines.join("\n"))
+            })
+            .filter(|block| block.contains("kind = \"ws\""))
+            .collect();
+        assert_eq!(examples.len(), 2, "{examples:?}");
+        for block in &examples {
+            let c = Config::from_toml(block, "example").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.listeners[0].kind, ListenerKind::Ws);
+        }
+        assert!(Config::from_toml(&examples[1], "example")
+            .unwrap()
+            .listeners[0]
+            .tls
+            .is_some());
     }
 
     #[test]

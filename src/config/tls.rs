@@ -323,6 +323,8 @@ mod tests {
                     .collect();
                 format!("[[listener]]\n{}\n", lines.join("\n"))
             })
+            // The WebSocket examples are checked in config::tests.
+            .filter(|block| !block.contains("kind = \"ws\""))
             .collect();
         assert_eq!(blocks.len(), 2, "{blocks:?}");
         for block in &blocks {

@@ -13,6 +13,7 @@ mod login;
 mod proxy;
 mod read;
 mod transport;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use crate::shard::{Shard, Slots};
 use crate::tls::TlsAcceptor;
 pub use keep_alive::{sweep as sweep_keep_alive, KeepAlive};
 pub use transport::Transport;
+pub use websocket::WsState;
 
 /// First read size of a connection; grows (x4 per full read) to `limits.read_buffer_bytes`.
 const INITIAL_READ_BYTES: usize = 1024;
@@ -78,11 +80,19 @@ pub enum End {
 pub fn accept(
     shard: Rc<Shard>,
     stream: TcpStream,
-    tls: Option<Arc<TlsAcceptor>>,
+    entry: Entry,
     slots: Slots,
-    proxy: bool,
 ) -> impl Future<Output = ()> {
-    run(Box::pin(accept_connect(shard, stream, tls, slots, proxy)))
+    run(Box::pin(accept_connect(shard, stream, entry, slots)))
+}
+
+/// How a listener's connections begin: a PROXY protocol header when `proxy`, then the
+/// TLS handshake when `tls`, then the WebSocket upgrade when `websocket`; then MQTT.
+#[derive(Clone)]
+pub struct Entry {
+    pub tls: Option<Arc<TlsAcceptor>>,
+    pub websocket: bool,
+    pub proxy: bool,
 }
 
 /// Serves a connection handed over by the shard that accepted it.
@@ -191,9 +201,8 @@ async fn proxy_peer(
 async fn accept_connect(
     shard: Rc<Shard>,
     mut tcp: TcpStream,
-    tls: Option<Arc<TlsAcceptor>>,
+    entry: Entry,
     slots: Slots,
-    proxy: bool,
 ) -> Option<(Conn, Io)> {
     let mut peer = match tcp.peer_addr() {
         Ok(p) => p,
@@ -206,11 +215,12 @@ async fn accept_connect(
     // the timeout.
     let timeout = Duration::from_secs(u64::from(limits.connect_timeout_secs));
     let deadline = Instant::now() + timeout;
-    if proxy {
+    if entry.proxy {
         peer = proxy_peer(&shard, &mut tcp, peer, timeout).await?;
     }
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let mut stream = transport::open(&shard, tcp, tls.as_deref(), peer, timeout).await?;
+    let tls = entry.tls.as_deref();
+    let mut stream = transport::open(&shard, tcp, tls, entry.websocket, peer, timeout).await?;
     let shutdown = shard.shutdown.clone();
     let reading = crate::shard::with_timeout(
         read_connect(&mut stream, &mut rbuf, limits.packet_bytes_max as usize),
@@ -325,7 +335,7 @@ async fn accept_connect(
         .await;
         return served.map(|served| holding(served, slots));
     }
-    let (fd, tls) = match stream.into_handoff() {
+    let (fd, tls, ws) = match stream.into_handoff() {
         Ok(parts) => parts,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot hand the connection off");
@@ -336,6 +346,7 @@ async fn accept_connect(
     let handoff = Handoff {
         fd,
         tls,
+        ws,
         connect: Box::new(connect),
         buffered: rbuf.freeze(),
         peer,

@@ -109,6 +109,9 @@ pub struct Handoff {
     /// A TLS connection's state (keys, records not yet decrypted, the certificate's user
     /// name): the connection goes on where it was.
     pub tls: Option<crate::tls::TlsState>,
+    /// A WebSocket connection's framing state (bytes read and not unmasked yet, the frame
+    /// in progress, queued control frames).
+    pub ws: Option<Box<crate::connection::WsState>>,
     pub connect: Box<Connect>,
     /// Bytes read after the CONNECT, not decoded yet.
     pub buffered: Bytes,

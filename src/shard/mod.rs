@@ -405,8 +405,12 @@ async fn shard_main(
         // `into_raw_fd` gives its ownership to the glommio listener.
         let l = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
         let max = listener.max_connections as usize;
-        let proxy = listener.proxy_protocol;
-        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max, tls, proxy)).detach();
+        let entry = crate::connection::Entry {
+            tls,
+            websocket: listener.kind == crate::config::ListenerKind::Ws,
+            proxy: listener.proxy_protocol,
+        };
+        glommio::spawn_local(accept_loop(shard.clone(), l, open.clone(), max, entry)).detach();
     }
     glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
@@ -475,8 +479,7 @@ async fn accept_loop(
     listener: TcpListener,
     open: Arc<ListenerCount>,
     max_connections: usize,
-    tls: Option<Arc<crate::tls::TlsAcceptor>>,
-    proxy: bool,
+    entry: crate::connection::Entry,
 ) {
     let shutdown = shard.shutdown.clone();
     loop {
@@ -498,13 +501,8 @@ async fn accept_loop(
                 // would otherwise store its own copy of the 5 KB connection future, and an
                 // idle connection cost 22 KB of task memory instead of about 5.
                 let s = shard.clone();
-                let connection = Box::pin(crate::connection::accept(
-                    s,
-                    stream,
-                    tls.clone(),
-                    slots,
-                    proxy,
-                ));
+                let connection =
+                    Box::pin(crate::connection::accept(s, stream, entry.clone(), slots));
                 let task = shard.connections.spawn(isolate(connection));
                 match task {
                     Ok(t) => {
@@ -661,7 +659,7 @@ impl Shard {
     async fn on_control(self: &Rc<Self>, msg: CtrlMsg) {
         match msg {
             CtrlMsg::Handoff(h) => {
-                let stream = crate::connection::Transport::adopt(h.fd, h.tls);
+                let stream = crate::connection::Transport::adopt(h.fd, h.tls, h.ws);
                 let shard = self.clone();
                 let connection = Box::pin(crate::connection::adopt(
                     shard,

@@ -181,6 +181,7 @@ class Peer:
         tls=None,
         username=None,
         password=None,
+        transport="tcp",
     ):
         self.protocol = protocol
         self.v5 = protocol == mqtt.MQTTv5
@@ -190,6 +191,7 @@ class Peer:
             protocol=protocol,
             clean_session=None if self.v5 else clean,
             reconnect_on_failure=False,
+            transport=transport,
         )
         self.messages = queue.Queue()
         self.connacks = queue.Queue()
