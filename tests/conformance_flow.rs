@@ -436,3 +436,32 @@ fn ringmq_decode(raw: &[u8]) -> Packet {
         other => panic!("{} does not decode: {other:?}", to_hex(raw)),
     }
 }
+
+// [MQTT-3.3.4-9] (5.0) The Receive Maximum holds when one message reaches a persistent
+// session twice, through a plain and a shared subscription: the second copy waits for the
+// first to complete, then comes (found by tests/broker_handler_fuzz.rs: both copies were
+// planned against the same open window and sent together; and one log record naming the
+// session twice would have hidden the second copy from the queue reader).
+#[test]
+fn receive_maximum_holds_for_two_copies_of_one_message_v5_mqtt_3_3_4_9() {
+    let broker = Broker::with_shards(2);
+    let mut sub = Client::connect(broker.addr(), with_receive_maximum("rm-twice", 1, true));
+    sub.subscribe(&[("twice/#", qos(2)), ("$share/h/twice/#", qos(2))]);
+    let mut publisher = broker.client(V5, "rm-twice-pub");
+    publisher.publish("twice/t", b"one message", qos(2));
+    let first = sub.recv_publish();
+    assert_eq!(text(&first), "one message");
+    // Nothing more while the first copy is unacknowledged.
+    sub.expect_nothing(QUIET);
+    let id = first.packet_id.expect("QoS 2 has an id");
+    sub.send_mqtt(&Packet::PubRec(Ack::new(id)));
+    match sub.recv() {
+        Packet::PubRel(r) => assert_eq!(r.packet_id, id),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    sub.expect_nothing(QUIET);
+    sub.send_mqtt(&Packet::PubComp(Ack::new(id)));
+    let second = sub.recv_publish();
+    assert_eq!(text(&second), "one message");
+    sub.ack(&second);
+}

@@ -1036,8 +1036,13 @@ impl Shard {
             Some((p.key, f))
         });
         let mut full = Vec::new();
-        let mut targets = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut planned = Vec::new();
+        // Second and later deliveries to one persistent session (a plain and a shared
+        // subscription, or two share groups): each in a record of its own, after this
+        // one, so that a Deliver record names a session once (the queue reader and
+        // recovery find a session's delivery in a record by its number).
+        let mut again = Vec::new();
         let size = message.size_bytes();
         let mut quota = None;
         for (key, f) in fanout.drain().chain(shared) {
@@ -1052,6 +1057,13 @@ impl Shard {
             }
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
+                if session
+                    .durable_no()
+                    .is_some_and(|no| targets.iter().any(|t| t.no == no))
+                {
+                    again.push((s.clone(), f));
+                    continue;
+                }
                 if let (Some(p), Some(no)) = (
                     session.plan_durable(size, *quota.get_or_insert_with(|| self.quota())),
                     session.durable_no(),
@@ -1108,6 +1120,22 @@ impl Shard {
                 full.push(s.clone());
             }
         }
+        for (s, f) in again {
+            let mut session = s.borrow_mut();
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: f.qos,
+                retain: f.retain,
+                subscription_ids: f.ids,
+                share: f.share,
+            };
+            journal_end = self
+                .deliver_logged(&mut session, delivery, tag)
+                .max(journal_end);
+            if pushback && session.is_congested() {
+                full.push(s.clone());
+            }
+        }
         (full, Some(journal_end.unwrap_or(end).max(end)))
     }
 
@@ -1122,9 +1150,20 @@ impl Shard {
             s.deliver(delivery);
             return;
         }
+        self.deliver_logged(&mut s, delivery, None);
+    }
+
+    /// A QoS 1/2 delivery to a persistent session in a Deliver record of its own (tagged
+    /// like the message's other records); returns where what it appended ends.
+    fn deliver_logged(
+        &self,
+        s: &mut Session,
+        delivery: Delivery,
+        tag: Option<Tag>,
+    ) -> Option<LogOffset> {
         let size = delivery.message.size_bytes();
         let (Some(p), Some(no)) = (s.plan_durable(size, self.quota()), s.durable_no()) else {
-            return;
+            return None;
         };
         let target = Target {
             no,
@@ -1134,14 +1173,14 @@ impl Shard {
             sent: p.send_now,
             ids: delivery.subscription_ids.iter().map(|i| i.get()).collect(),
         };
-        let (at, _) = self.storage.append(&StateRecord::Deliver {
+        let (at, end) = self.storage.append(&StateRecord::Deliver {
             targets: vec![target],
-            tag: None,
+            tag,
             message: Message::clone(&delivery.message),
         });
         s.deliver_durable(delivery, p, at);
         let journal = s.take_journal();
-        self.storage.append_all(&journal);
+        Some(self.storage.append_all(&journal).unwrap_or(end).max(end))
     }
 
     /// The quota a new delivery to a persistent session is checked against: the

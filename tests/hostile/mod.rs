@@ -666,6 +666,11 @@ impl Conn {
             match decode(&mut self.buf, Some(version), MAX_PACKET_BYTES) {
                 Ok(Decoded::Packet(p)) => {
                     self.outcome.packets_received += 1;
+                    // HOSTILE_TRACE=1: every packet each connection receives, to replay
+                    // a failing script by hand.
+                    if std::env::var_os("HOSTILE_TRACE").is_some() {
+                        eprintln!("TRACE {} <- {:?}", self.client_id, p);
+                    }
                     self.check(p, clients)?;
                 }
                 Ok(Decoded::Incomplete { .. }) => return Ok(()),
