@@ -457,8 +457,11 @@ pub struct SysState {
     pub loads: [LoadAverage; LOADS.len()],
 }
 
+/// Reads one counter of a snapshot.
+pub type Counter = fn(&MetricsSnapshot) -> u64;
+
 /// The `$SYS/broker/load/...` series: topic part and the counter each averages.
-pub const LOADS: [(&str, fn(&MetricsSnapshot) -> u64); 8] = [
+pub const LOADS: [(&str, Counter); 8] = [
     ("messages/received", |s| s.packets_received),
     ("messages/sent", |s| s.packets_sent),
     ("publish/received", |s| s.publish_received_total()),
