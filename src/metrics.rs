@@ -44,6 +44,9 @@ pub struct Traffic {
     expired: Cell<u64>,
     too_large: Cell<u64>,
     acl_denied: Cell<u64>,
+    /// Messages this shard forwarded to others over the data mesh, and took from it.
+    mesh_forwarded: Cell<u64>,
+    mesh_taken: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -95,6 +98,16 @@ impl Traffic {
     /// Bytes handed to clients' sockets.
     pub fn bytes_sent(&self, n: usize) {
         bump(&self.bytes_out, n as u64);
+    }
+
+    /// A message forwarded to another shard (counted before the send, which may wait).
+    pub fn mesh_forwarded(&self) {
+        bump(&self.mesh_forwarded, 1);
+    }
+
+    /// A forwarded message taken from the data mesh.
+    pub fn mesh_taken(&self) {
+        bump(&self.mesh_taken, 1);
     }
 
     pub fn dropped(&self, why: DropReason) {
@@ -174,6 +187,10 @@ pub struct MetricsSnapshot {
     pub retained: u64,
     /// Subscriptions of every session (gauge).
     pub subscriptions: u64,
+    /// Messages forwarded over the data mesh and taken from it; merged over every shard,
+    /// their difference is the mesh's depth ([`MetricsSnapshot::mesh_queued`]).
+    pub mesh_forwarded: u64,
+    pub mesh_taken: u64,
     /// Log records appended, flushes done, appends that stalled the shard's loop.
     pub storage_records: u64,
     pub storage_flushes: u64,
@@ -241,6 +258,8 @@ impl Default for MetricsSnapshot {
             queued_bytes: 0,
             retained: 0,
             subscriptions: 0,
+            mesh_forwarded: 0,
+            mesh_taken: 0,
             storage_records: 0,
             storage_flushes: 0,
             storage_stalls: 0,
@@ -286,6 +305,8 @@ impl MetricsSnapshot {
             },
             limits: counts,
             queued_bytes: limits.queued_bytes() as u64,
+            mesh_forwarded: traffic.mesh_forwarded.get(),
+            mesh_taken: traffic.mesh_taken.get(),
             ..MetricsSnapshot::default()
         }
     }
@@ -323,6 +344,8 @@ impl MetricsSnapshot {
         self.queued_bytes += other.queued_bytes;
         self.retained += other.retained;
         self.subscriptions += other.subscriptions;
+        self.mesh_forwarded += other.mesh_forwarded;
+        self.mesh_taken += other.mesh_taken;
         self.storage_records += other.storage_records;
         self.storage_flushes += other.storage_flushes;
         self.storage_stalls += other.storage_stalls;
@@ -344,6 +367,12 @@ impl MetricsSnapshot {
 
     pub fn publish_sent_total(&self) -> u64 {
         self.publish_sent.iter().sum()
+    }
+
+    /// Forwarded messages in the data mesh (or waiting to enter a full channel) when the
+    /// shards were asked; meaningful for a merge of every shard.
+    pub fn mesh_queued(&self) -> u64 {
+        self.mesh_forwarded.saturating_sub(self.mesh_taken)
     }
 
     /// The hits of one limit.

@@ -79,6 +79,11 @@ fn a_snapshot_merges_every_shard_by_version_and_qos_ringmq_only() {
     assert_eq!(s.publish_sent, [1, 2, 0]);
     assert_eq!(s.publish_sent_bytes, [7, 35, 0]);
     assert_eq!(s.drops.total(), 0);
+    // Each of the three messages went from its publisher's shard to the subscriber's, and
+    // was delivered: the mesh is empty again.
+    assert_eq!(s.mesh_forwarded, 3);
+    assert_eq!(s.mesh_taken, 3);
+    assert_eq!(s.mesh_queued(), 0);
     assert_eq!(s.busy.len(), SHARDS);
     assert!(s.busy.iter().all(|(_, r)| (0.0..=1.0).contains(r)));
     // A client gone: the gauge follows, the counters stay.

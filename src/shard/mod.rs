@@ -584,7 +584,10 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
                         tag,
                         regular,
                         picks,
-                    } => shard.deliver_forwarded(peer, message, ticket, tag, regular, picks),
+                    } => {
+                        shard.limit_stats.traffic.mesh_taken();
+                        shard.deliver_forwarded(peer, message, ticket, tag, regular, picks)
+                    }
                     DataMsg::Answers(ids) => {
                         for id in ids {
                             shard.pushback.answered(id);
@@ -898,6 +901,7 @@ impl Shard {
                 regular: targets.contains(s),
                 picks: take_picks(&mut picks, s),
             };
+            self.limit_stats.traffic.mesh_forwarded();
             if self.data.send_to(s.index(), forward).await.is_err() {
                 if let Some(id) = ticket_id {
                     self.pushback.answered(id);
@@ -999,7 +1003,7 @@ impl Shard {
         if message.payload.is_empty() && retained.get(topic.as_str()).is_none() {
             return None;
         }
-        // `$SYS` state is the broker's own and rebuilt each `sys_interval_secs`: it is kept
+        // `$SYS/broker/` is the broker's own and rebuilt each `sys_interval_secs`: it is kept
         // in memory only (a restart starts without it), which spares the log a stream of
         // records nobody needs back.
         let end = if topic.as_str().starts_with(sys::SYS_PREFIX) {
@@ -1475,6 +1479,7 @@ impl Shard {
                 regular: false,
                 picks: vec![pick],
             };
+            shard.limit_stats.traffic.mesh_forwarded();
             let _ = shard.data.send_to(to.index(), forward).await;
         })
         .detach();

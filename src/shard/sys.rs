@@ -13,8 +13,10 @@ use crate::message::Message;
 use crate::metrics::{MetricsSnapshot, SysState};
 use crate::protocol::{QoS, TopicName};
 
-/// Where retained `$SYS` messages begin: kept in memory only (see `Shard::store_retained`).
-pub const SYS_PREFIX: &str = "$SYS/";
+/// The broker's own `$SYS` tree: its retained messages are kept in memory only (see
+/// `Shard::store_retained`). Other `$SYS` topics a client may publish (with an ACL that
+/// lets it) are logged like any topic.
+pub const SYS_PREFIX: &str = "$SYS/broker/";
 
 impl Shard {
     /// This shard's metrics: its counters, and gauges computed now from its sessions,
