@@ -7,6 +7,8 @@
 //! - [`config`]: TOML configuration, limits, runtime tuning, command-line overrides.
 //! - [`limit`]: enforcing `[limits]` at run time: token buckets, connection slots, and
 //!   each shard's counters of limits hit (`LimitStats`).
+//! - [`metrics`]: per-shard traffic counters (no atomics), the merged `MetricsSnapshot`,
+//!   load averages and the `$SYS` topics.
 //! - [`protocol`]: the MQTT codec, pure and zero-copy: framing, packets of every version,
 //!   v5 properties and reason codes, validated topic names and filters.
 //! - [`router`]: shard-local subscription tries (local and interest table), retained index.
@@ -21,6 +23,7 @@ pub mod connection;
 pub mod handler;
 pub mod limit;
 pub mod message;
+pub mod metrics;
 pub mod persist;
 pub mod protocol;
 pub mod router;

@@ -279,6 +279,9 @@ pub struct LimitStats {
     queued_bytes_peak: Cell<usize>,
     /// This shard's share of `limits.memory_high_water_bytes`; 0: no mark.
     high_water_bytes: usize,
+    /// The shard's traffic counters (metrics), here because every session and outbox
+    /// already holds this `Rc`.
+    pub traffic: crate::metrics::Traffic,
 }
 
 impl LimitStats {

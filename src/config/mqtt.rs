@@ -77,6 +77,9 @@ pub struct MqttConfig {
     /// delivered (QoS 0: DISCONNECT 0x99). Default false (payloads pass unchecked, as the
     /// spec allows).
     pub validate_utf8_payloads: bool,
+    /// Seconds between publications of the `$SYS/broker/...` topics (retained, QoS 0, by
+    /// shard 0; Mosquitto's names). 0: no `$SYS` topics. Default 10, range 0..=86400.
+    pub sys_interval_secs: u32,
 }
 
 impl Default for MqttConfig {
@@ -92,6 +95,7 @@ impl Default for MqttConfig {
             redirect: Redirect::None,
             server_reference: String::new(),
             validate_utf8_payloads: false,
+            sys_interval_secs: 10,
         }
     }
 }
@@ -113,6 +117,13 @@ impl MqttConfig {
                 "mqtt.server_reference",
                 "\"\"",
                 "must name the server clients are redirected to (redirect is set)",
+            ));
+        }
+        if self.sys_interval_secs > 86_400 {
+            problems.push(Problem::new(
+                "mqtt.sys_interval_secs",
+                self.sys_interval_secs,
+                "must be at most 86400 (a day); 0 turns the $SYS topics off",
             ));
         }
         for (key, value) in [
@@ -163,6 +174,24 @@ mod tests {
     }
 
     #[test]
+    fn sys_interval_over_a_day_is_named() {
+        let c = MqttConfig {
+            sys_interval_secs: 86_401,
+            ..MqttConfig::default()
+        };
+        let p = problems_of(&c);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "mqtt.sys_interval_secs");
+        for ok in [0, 1, 86_400] {
+            let c = MqttConfig {
+                sys_interval_secs: ok,
+                ..MqttConfig::default()
+            };
+            assert!(problems_of(&c).is_empty(), "{ok}");
+        }
+    }
+
+    #[test]
     fn redirect_needs_a_reference() {
         let c = MqttConfig {
             redirect: Redirect::ServerMoved,
@@ -206,7 +235,8 @@ mod tests {
              wildcard_subscriptions = false\nsubscription_identifiers = false\n\
              shared_subscriptions = false\nshared_strategy = \"sticky\"\n\
              response_information = \"resp/\"\nredirect = \"use_another_server\"\n\
-             server_reference = \"b:1883\"\nvalidate_utf8_payloads = true\n",
+             server_reference = \"b:1883\"\nvalidate_utf8_payloads = true\n\
+             sys_interval_secs = 0\n",
         )
         .expect("parses");
         assert_eq!(
@@ -222,6 +252,7 @@ mod tests {
                 redirect: Redirect::UseAnotherServer,
                 server_reference: "b:1883".into(),
                 validate_utf8_payloads: true,
+                sys_interval_secs: 0,
             }
         );
         assert!(problems_of(&config.mqtt).is_empty());

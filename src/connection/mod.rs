@@ -680,6 +680,7 @@ async fn start_session(
     if session_present && handler::has_shared(&session) {
         shard.share_online(key, &session, true).await;
     }
+    shard.limit_stats.traffic.connected(version);
     tracing::info!(
         client_id = %client_id, %peer, shard = %shard.id, %version, user = user.as_deref(),
         clean_start = connect.clean_start, session_present, keep_alive, "connected"
@@ -801,6 +802,7 @@ async fn serve(conn: &mut Conn, io: &mut Io) -> End {
         match event {
             read::Event::Read(Ok(0)) => return End::Eof,
             read::Event::Read(Ok(n)) => {
+                conn.shard.limit_stats.traffic.bytes_received(n);
                 let full = n == *read_len;
                 if full && *read_len < read_max {
                     // A full read: more is waiting. Read bigger chunks from now on.

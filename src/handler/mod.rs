@@ -182,6 +182,7 @@ impl HandlerError {
 
 /// Handles one packet from the client.
 pub async fn dispatch(conn: &mut Conn, packet: Packet) -> Result<Flow, HandlerError> {
+    conn.shard.limit_stats.traffic.received(&packet);
     match packet {
         Packet::Publish(p) => publish::publish(conn, p).await,
         Packet::PubAck(a) => ack::puback(conn, a),

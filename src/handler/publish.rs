@@ -113,6 +113,7 @@ fn refuse_payload(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerError> {
 /// still completes: its PUBREL gets a PUBCOMP).
 fn refuse_unauthorized(conn: &mut Conn, p: &Publish) -> Result<Flow, HandlerError> {
     tracing::debug!(client_id = %conn.client_id, topic = %p.topic, "PUBLISH denied by the ACL");
+    (conn.shard.limit_stats.traffic).dropped(crate::metrics::DropReason::AclDenied);
     let Some(id) = p.packet_id else {
         return Ok(Flow::Continue);
     };

@@ -21,6 +21,7 @@ pub use will::{will_record, SessionWill};
 
 use crate::limit::{Limit, LimitStats};
 use crate::message::Message;
+use crate::metrics::DropReason;
 use crate::persist::state::StateRecord;
 use crate::persist::LogOffset;
 use crate::protocol::{
@@ -592,6 +593,7 @@ impl Session {
         let no = d.no;
         if expired {
             self.drops.expired += 1;
+            self.stats.traffic.dropped(DropReason::Expired);
             self.complete(loaded.seq);
             return true;
         }
@@ -886,6 +888,7 @@ impl Session {
                 .is_ok_and(|n| n <= self.client_max_packet_bytes)
         {
             self.drops.too_large += 1;
+            self.stats.traffic.dropped(DropReason::TooLarge);
             return false;
         }
         if let (Some(aliases), Packet::Publish(p)) = (&mut self.aliases, &mut packet) {
@@ -905,6 +908,7 @@ impl Session {
             // Expired while it waited: deleted, not sent [MQTT-3.3.2-5].
             if d.message.is_expired() {
                 self.drops.expired += 1;
+                self.stats.traffic.dropped(DropReason::Expired);
                 continue;
             }
             self.send_inflight(d);

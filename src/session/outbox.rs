@@ -116,6 +116,7 @@ impl Outbox {
         };
         if let Some(n) = added {
             self.stats.queued_add(n);
+            self.stats.traffic.sent(packet);
         }
         self.wake();
         added.is_some()
@@ -134,6 +135,7 @@ impl Outbox {
     pub fn take_into(&self, into: &mut BytesMut) {
         std::mem::swap(&mut *self.buf.borrow_mut(), into);
         self.stats.queued_sub(into.len());
+        self.stats.traffic.bytes_sent(into.len());
     }
 
     /// Asks the connection to end with `reason` (the first reason wins).

@@ -197,6 +197,15 @@ pub enum CtrlMsg {
         req: u64,
         messages: Vec<Message>,
     },
+    /// Send back this shard's metrics (`Metrics`).
+    MetricsQuery {
+        from: ShardId,
+        req: u64,
+    },
+    Metrics {
+        req: u64,
+        snapshot: Box<crate::metrics::MetricsSnapshot>,
+    },
     /// A request needing no data back is complete.
     Done {
         req: u64,
@@ -209,6 +218,8 @@ pub struct Completion {
     remaining: Cell<usize>,
     wakers: RefCell<Vec<Waker>>,
     messages: RefCell<Vec<Message>>,
+    /// For a metrics request: the merge of the answers so far.
+    metrics: RefCell<Option<crate::metrics::MetricsSnapshot>>,
 }
 
 impl Completion {
@@ -216,6 +227,13 @@ impl Completion {
     /// takes them).
     pub fn wait(self: &Rc<Self>) -> CompletionWait {
         CompletionWait(self.clone())
+    }
+}
+
+impl Completion {
+    /// The merge of the metrics answers (after [`Completion::wait`]).
+    pub fn take_metrics(&self) -> crate::metrics::MetricsSnapshot {
+        self.metrics.take().unwrap_or_default()
     }
 }
 
@@ -255,9 +273,23 @@ impl Replies {
 
     /// One answer to `req` arrived.
     pub fn answer(&self, req: u64, messages: Vec<Message>) {
+        self.answer_with(req, |c| c.messages.borrow_mut().extend(messages));
+    }
+
+    /// One shard's metrics for `req` arrived: merged into the others'.
+    pub fn answer_metrics(&self, req: u64, snapshot: &crate::metrics::MetricsSnapshot) {
+        self.answer_with(req, |c| {
+            c.metrics
+                .borrow_mut()
+                .get_or_insert_with(Default::default)
+                .merge(snapshot)
+        });
+    }
+
+    fn answer_with(&self, req: u64, add: impl FnOnce(&Completion)) {
         let mut waiting = self.waiting.borrow_mut();
         let Some(c) = waiting.get(&req) else { return };
-        c.messages.borrow_mut().extend(messages);
+        add(c);
         let left = c.remaining.get().saturating_sub(1);
         c.remaining.set(left);
         if left == 0 {

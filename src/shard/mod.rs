@@ -9,6 +9,7 @@ mod restore;
 pub mod runtime;
 pub mod share;
 pub mod storage;
+mod sys;
 mod will;
 
 use std::cell::{Cell, RefCell};
@@ -166,10 +167,24 @@ pub struct Shard {
     pub limit_stats: Rc<LimitStats>,
     /// `limits.connects_per_sec_max` (shared by this shard's listeners); `None`: no limit.
     connect_rate: RefCell<Option<TokenBucket>>,
+    /// This shard's busy ratio between metrics reads.
+    busy: crate::metrics::Busy,
+    /// When this shard started (`$SYS/broker/uptime`).
+    started_at: Instant,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
 pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
+    run_with_metrics(config, shutdown, crate::metrics::metrics_channel().1)
+}
+
+/// [`run`], with shard 0 answering the [`MetricsHandle`](crate::metrics::MetricsHandle)
+/// of `requests` (for a thread outside the shards, e.g. an HTTP listener).
+pub fn run_with_metrics(
+    config: Config,
+    shutdown: Shutdown,
+    requests: crate::metrics::MetricsRequests,
+) -> Result<(), StartError> {
     runtime::check_io_uring()?;
     let _lock = runtime::lock_data_dir(&config.storage.data_dir)?;
     for l in &config.listeners {
@@ -217,6 +232,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
                 verifier,
                 tls,
                 listener_counts,
+                metrics: requests,
             };
             shard_main(config, gate, shards, data, ctrl, shutdown).await
         })
@@ -273,6 +289,8 @@ struct Admission {
     tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
     /// `max_connections` is across shards: one count per listener, shared by every shard.
     listener_counts: Arc<[Arc<ListenerCount>]>,
+    /// Metrics requests from outside the shards, served by shard 0.
+    metrics: crate::metrics::MetricsRequests,
 }
 
 async fn shard_main(
@@ -288,6 +306,7 @@ async fn shard_main(
         verifier,
         tls,
         listener_counts,
+        metrics,
     } = gate;
     // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
     let join_timeout = Duration::from_secs(30);
@@ -382,6 +401,8 @@ async fn shard_main(
             let rate = u64::from(limits.connects_per_sec_max);
             TokenBucket::new(rate, rate, Instant::now())
         })),
+        busy: crate::metrics::Busy::default(),
+        started_at: Instant::now(),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
     glommio::spawn_local(storage::flusher(storage.clone(), shutdown.clone())).detach();
@@ -415,6 +436,14 @@ async fn shard_main(
     glommio::spawn_local(reload::follow(shard.clone(), security, generation)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     glommio::spawn_local(crate::connection::sweep_keep_alive(shard.clone())).detach();
+    let sys_interval = config.mqtt.sys_interval_secs;
+    if id.index() == 0 && sys_interval > 0 {
+        let interval = Duration::from_secs(u64::from(sys_interval));
+        glommio::spawn_local(sys::publish_sys(shard.clone(), interval)).detach();
+    }
+    if id.index() == 0 {
+        glommio::spawn_local(sys::serve_metrics(shard.clone(), metrics)).detach();
+    }
     tracing::debug!(shard = %id, "serving");
     shutdown.wait().await;
     // Ask every connection to end (v5 clients get DISCONNECT 0x8B); wills are published by
@@ -555,7 +584,10 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
                         tag,
                         regular,
                         picks,
-                    } => shard.deliver_forwarded(peer, message, ticket, tag, regular, picks),
+                    } => {
+                        shard.limit_stats.traffic.mesh_taken();
+                        shard.deliver_forwarded(peer, message, ticket, tag, regular, picks)
+                    }
                     DataMsg::Answers(ids) => {
                         for id in ids {
                             shard.pushback.answered(id);
@@ -754,6 +786,11 @@ impl Shard {
             }
             CtrlMsg::RetainFound { req, messages } => self.replies.answer(req, messages),
             CtrlMsg::Done { req } => self.replies.answer(req, Vec::new()),
+            CtrlMsg::MetricsQuery { from, req } => {
+                let snapshot = Box::new(self.local_metrics());
+                self.reply(from, CtrlMsg::Metrics { req, snapshot });
+            }
+            CtrlMsg::Metrics { req, snapshot } => self.replies.answer_metrics(req, &snapshot),
         }
     }
 
@@ -864,6 +901,7 @@ impl Shard {
                 regular: targets.contains(s),
                 picks: take_picks(&mut picks, s),
             };
+            self.limit_stats.traffic.mesh_forwarded();
             if self.data.send_to(s.index(), forward).await.is_err() {
                 if let Some(id) = ticket_id {
                     self.pushback.answered(id);
@@ -965,16 +1003,24 @@ impl Shard {
         if message.payload.is_empty() && retained.get(topic.as_str()).is_none() {
             return None;
         }
-        let (_, end) = self.storage.append(&StateRecord::Retain {
-            tag,
-            message: message.clone(),
-        });
+        // `$SYS/broker/` is the broker's own and rebuilt each `sys_interval_secs`: it is kept
+        // in memory only (a restart starts without it), which spares the log a stream of
+        // records nobody needs back.
+        let end = if topic.as_str().starts_with(sys::SYS_PREFIX) {
+            None
+        } else {
+            let (_, end) = self.storage.append(&StateRecord::Retain {
+                tag,
+                message: message.clone(),
+            });
+            Some(end)
+        };
         if message.payload.is_empty() {
             retained.remove(topic.as_str());
         } else {
             retained.insert(topic.as_str(), Rc::new(message));
         }
-        Some(end)
+        end
     }
 
     /// Delivers to this shard's subscribers, one copy per session; QoS 1/2 copies for
@@ -1472,6 +1518,7 @@ impl Shard {
                 regular: false,
                 picks: vec![pick],
             };
+            shard.limit_stats.traffic.mesh_forwarded();
             let _ = shard.data.send_to(to.index(), forward).await;
         })
         .detach();

@@ -60,6 +60,12 @@ pub struct StorageStats {
     /// Appends that had to flush or create a segment on the shard's loop.
     pub stalls: Cell<u64>,
     pub segments_removed: Cell<u64>,
+    /// How long each background flush took, in microseconds.
+    pub flush_micros: crate::metrics::LocalHistogram,
+    /// Records each background flush covered (appended since the previous one).
+    pub flush_records: crate::metrics::LocalHistogram,
+    /// `records` when the previous background flush began.
+    records_at_flush: Cell<u64>,
 }
 
 impl Storage {
@@ -528,13 +534,19 @@ pub async fn flusher(storage: Rc<Storage>, shutdown: super::Shutdown) {
         }
         let job = storage.log.borrow().as_ref().and_then(Log::flush_job);
         if let Some(job) = job {
+            let s = &storage.stats;
+            let records = s.records.get();
+            let started = std::time::Instant::now();
             match glommio::executor().spawn_blocking(move || job.run()).await {
                 Ok(done) => {
                     if let Some(log) = storage.log.borrow_mut().as_mut() {
                         log.complete_flush(done);
                     }
-                    let s = &storage.stats;
                     s.flushes.set(s.flushes.get() + 1);
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    s.flush_micros.record(micros);
+                    s.flush_records
+                        .record(records.saturating_sub(s.records_at_flush.replace(records)));
                 }
                 Err(e) => fatal(&e),
             }
