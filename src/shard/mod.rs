@@ -1066,8 +1066,19 @@ impl Shard {
                     f.ids.extend(sub.id);
                 });
         }
+        // A pick for a session this message already reaches (through a plain subscription
+        // or an earlier pick) is a repeat: see `again` below. Picks are few (one per group).
+        let mut picked: Vec<SessionKey> = Vec::new();
+        let repeats: Vec<bool> = picks
+            .iter()
+            .map(|p| {
+                let repeat = fanout.contains_key(&p.key) || picked.contains(&p.key);
+                picked.push(p.key);
+                repeat
+            })
+            .collect();
         let sessions = self.sessions.borrow();
-        let shared = picks.into_iter().filter_map(|p| {
+        let shared = picks.into_iter().zip(repeats).filter_map(|(p, repeat)| {
             if sessions.get(p.key).is_none() {
                 // The member left after it was picked: another one gets it.
                 self.reroute_shared(message, p.share, (self.id, p.key));
@@ -1079,7 +1090,7 @@ impl Shard {
                 ids: p.id.into_iter().collect(),
                 share: Some(p.share),
             };
-            Some((p.key, f))
+            Some((p.key, f, repeat))
         });
         let mut full = Vec::new();
         let mut targets: Vec<Target> = Vec::new();
@@ -1091,7 +1102,8 @@ impl Shard {
         let mut again = Vec::new();
         let size = message.size_bytes();
         let mut quota = None;
-        for (key, f) in fanout.drain().chain(shared) {
+        let plain = fanout.drain().map(|(key, f)| (key, f, false));
+        for (key, f, repeat) in plain.chain(shared) {
             let Some(s) = sessions.get(key) else {
                 continue;
             };
@@ -1103,10 +1115,7 @@ impl Shard {
             }
             let queued = f.qos != QoS::AtMostOnce;
             if queued && session.is_durable() {
-                if session
-                    .durable_no()
-                    .is_some_and(|no| targets.iter().any(|t| t.no == no))
-                {
+                if repeat {
                     again.push((s.clone(), f));
                     continue;
                 }
