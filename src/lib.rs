@@ -17,6 +17,7 @@
 //! - [`persist`]: per-shard segment logs on memory-mapped files: record format, segments,
 //!   recovery, and the broker's record types ([`persist::state`]).
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod connection;

@@ -35,6 +35,10 @@ struct Cli {
     /// CPUs that get a shard: "all" or a list such as 0,2,4; replaces runtime.cores.
     #[arg(long, value_name = "LIST")]
     cores: Option<String>,
+    /// Serve the admin API and dashboard on ADDR (IP:port, or a port alone for
+    /// 127.0.0.1); turns [admin] on and replaces admin.listen.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// off, error, warn, info, debug or trace; replaces log.level.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
                 data_dir: cli.data_dir,
                 cores: cli.cores,
                 log_level: cli.log_level,
+                admin_listen: cli.admin_listen,
             };
             match Config::load_with(cli.config.as_deref(), &overrides) {
                 Ok(config) => serve(config),
@@ -148,7 +153,26 @@ fn serve(config: Config) -> ExitCode {
         eprintln!("ringmq: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }
-    match shard::run(config, shutdown) {
+    let admin = ringmq::admin::AdminHandle::new();
+    // Bound before the shards start, so that a taken port is a start-up error; it answers
+    // 503 until the shards are up.
+    let _server = if config.admin.enabled {
+        match ringmq::admin::AdminServer::start(&config.admin, admin.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let msg = format!(
+                    "cannot listen on admin.listen {}: {e} (change admin.listen or --admin-listen)",
+                    config.admin.listen
+                );
+                tracing::error!("{msg}");
+                eprintln!("ringmq: {msg}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    match shard::run_with_admin(config, shutdown, &admin) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

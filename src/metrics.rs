@@ -133,6 +133,9 @@ pub struct Drops {
     pub too_large: u64,
     /// PUBLISHes the ACL denied.
     pub acl_denied: u64,
+    /// PUBLISHes refused for going over the publish rate limits (the one that ends its
+    /// connection with 0x96; throttling delays, it does not drop).
+    pub rate_limit: u64,
     /// QoS 0 deliveries dropped for a slow client's full write buffer.
     pub qos0_slow_client: u64,
     /// QoS 0 deliveries shed above the memory high-water mark.
@@ -145,6 +148,7 @@ impl Drops {
             + self.expired
             + self.too_large
             + self.acl_denied
+            + self.rate_limit
             + self.qos0_slow_client
             + self.qos0_shed
     }
@@ -199,6 +203,8 @@ pub struct MetricsSnapshot {
     pub flush_micros: Histogram<u64>,
     /// Records per flush.
     pub flush_records: Histogram<u64>,
+    /// Messages a data-mesh receiver took per wake-up (a run taken without waiting).
+    pub mesh_batch: Histogram<u64>,
     /// Each shard's busy ratio (0.0 to 1.0) since the previous snapshot, by shard id.
     pub busy: Vec<(u16, f64)>,
 }
@@ -221,6 +227,33 @@ impl LocalHistogram {
     /// A copy of the counts so far.
     pub fn get(&self) -> Histogram<u64> {
         self.0.borrow().clone()
+    }
+}
+
+/// Sizes of the batches a receiver takes from a channel: messages taken one after another
+/// without waiting count as one batch, recorded when the receiver next has to wait. One
+/// [`Batch`] per receiver, one meter for all of a shard's receivers.
+#[derive(Debug, Default)]
+pub struct BatchMeter(LocalHistogram);
+
+/// One receiver's batch in progress.
+#[derive(Debug, Default)]
+pub struct Batch(u64);
+
+impl BatchMeter {
+    /// `batch`'s receiver took a message; `waited`: it had to wait for it (the run before
+    /// it ended).
+    pub fn taken(&self, batch: &mut Batch, waited: bool) {
+        if waited && batch.0 > 0 {
+            self.0.record(batch.0);
+            batch.0 = 0;
+        }
+        batch.0 += 1;
+    }
+
+    /// The batch sizes recorded so far (runs in progress are not among them).
+    pub fn get(&self) -> Histogram<u64> {
+        self.0.get()
     }
 }
 
@@ -265,6 +298,7 @@ impl Default for MetricsSnapshot {
             storage_stalls: 0,
             flush_micros: histogram(),
             flush_records: histogram(),
+            mesh_batch: histogram(),
             busy: Vec::new(),
         }
     }
@@ -300,6 +334,7 @@ impl MetricsSnapshot {
                 expired: traffic.expired.get(),
                 too_large: traffic.too_large.get(),
                 acl_denied: traffic.acl_denied.get(),
+                rate_limit: limits.hits(Limit::PublishRateDisconnect),
                 qos0_slow_client: limits.hits(Limit::Qos0SlowClient),
                 qos0_shed: limits.hits(Limit::Qos0Shed),
             },
@@ -334,6 +369,7 @@ impl MetricsSnapshot {
         d.expired += o.expired;
         d.too_large += o.too_large;
         d.acl_denied += o.acl_denied;
+        d.rate_limit += o.rate_limit;
         d.qos0_slow_client += o.qos0_slow_client;
         d.qos0_shed += o.qos0_shed;
         for (x, y) in self.limits.iter_mut().zip(&other.limits) {
@@ -352,6 +388,7 @@ impl MetricsSnapshot {
         // Both auto-resize, so adding cannot run out of range.
         let _ = self.flush_micros.add(&other.flush_micros);
         let _ = self.flush_records.add(&other.flush_records);
+        let _ = self.mesh_batch.add(&other.mesh_batch);
         self.busy.extend_from_slice(&other.busy);
         self.busy.sort_by_key(|(id, _)| *id);
     }
@@ -378,37 +415,6 @@ impl MetricsSnapshot {
     /// The hits of one limit.
     pub fn limit(&self, limit: Limit) -> u64 {
         self.limits[limit as usize]
-    }
-}
-
-/// A thread's way to the merged metrics from outside the shards (e.g. an HTTP listener):
-/// a request to shard 0, which gathers every shard's snapshot over the control mesh.
-/// Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct MetricsHandle(flume::Sender<flume::Sender<MetricsSnapshot>>);
-
-/// The shards' end of a [`MetricsHandle`], given to `shard::run_with_metrics`.
-#[derive(Debug, Clone)]
-pub struct MetricsRequests(pub(crate) flume::Receiver<flume::Sender<MetricsSnapshot>>);
-
-/// Requests waiting for shard 0; beyond it [`MetricsHandle::snapshot`] waits (bounded by
-/// its timeout).
-const METRICS_REQUESTS_MAX: usize = 16;
-
-/// A handle and the requests it sends.
-pub fn metrics_channel() -> (MetricsHandle, MetricsRequests) {
-    let (tx, rx) = flume::bounded(METRICS_REQUESTS_MAX);
-    (MetricsHandle(tx), MetricsRequests(rx))
-}
-
-impl MetricsHandle {
-    /// The merged snapshot of every shard, blocking the calling thread (never call it on a
-    /// shard); `None` if the broker is not running or does not answer within `timeout`.
-    pub fn snapshot(&self, timeout: Duration) -> Option<MetricsSnapshot> {
-        let deadline = std::time::Instant::now() + timeout;
-        let (reply, answer) = flume::bounded(1);
-        self.0.send_deadline(reply, deadline).ok()?;
-        answer.recv_deadline(deadline).ok()
     }
 }
 
@@ -616,6 +622,22 @@ mod tests {
         }
         assert_eq!(h.value_at_quantile(1.0), h.highest_equivalent(300));
         assert_eq!(all.busy.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_batch_is_a_run_of_messages_taken_without_waiting() {
+        let b = BatchMeter::default();
+        let (mut one, mut other) = (Batch::default(), Batch::default());
+        // 3 without a wait, then a wait and 1, then a wait and 2 (still running); another
+        // receiver's runs in between are its own.
+        for waited in [true, false, false, true, true, false] {
+            b.taken(&mut one, waited);
+            b.taken(&mut other, true);
+        }
+        let h = b.get();
+        assert_eq!(h.len(), 2 + 5);
+        assert_eq!(h.count_between(3, 3), 1);
+        assert_eq!(h.count_between(1, 1), 1 + 5);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The merged metrics snapshot as a thread outside the shards reads it
-//! (`ringmq::metrics::MetricsHandle`): a broker run in this process, clients of each
+//! (`ringmq::admin::AdminHandle`): a broker run in this process, clients of each
 //! protocol version homed on different shards, and the counts they must produce.
 
 pub mod common;
@@ -7,7 +7,8 @@ pub mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringmq::metrics::{metrics_channel, MetricsSnapshot};
+use ringmq::admin::AdminHandle;
+use ringmq::metrics::MetricsSnapshot;
 use ringmq::protocol::{ProtocolVersion, QoS};
 
 const SHARDS: usize = 3;
@@ -15,14 +16,14 @@ const SHARDS: usize = 3;
 /// Polls `handle` until `done` holds (the counters of other shards arrive with their
 /// connections' packets, a moment after the client sees its answer).
 fn snapshot_where(
-    handle: &ringmq::metrics::MetricsHandle,
+    handle: &AdminHandle,
     done: impl Fn(&MetricsSnapshot) -> bool,
 ) -> MetricsSnapshot {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let s = handle
-            .snapshot(TIMEOUT)
-            .expect("shard 0 answers metrics requests");
+            .metrics(TIMEOUT)
+            .expect("every shard answers metrics requests");
         if done(&s) || Instant::now() > deadline {
             return s;
         }
@@ -45,11 +46,11 @@ fn a_snapshot_merges_every_shard_by_version_and_qos_ringmq_only() {
         dir.display()
     );
     let config = ringmq::config::Config::from_toml(&toml, "test.toml").expect("valid config");
-    let (handle, requests) = metrics_channel();
+    let handle = AdminHandle::new();
+    let shards = handle.clone();
     let shutdown = ringmq::shard::Shutdown::default();
     let stop = shutdown.clone();
-    let broker =
-        std::thread::spawn(move || ringmq::shard::run_with_metrics(config, stop, requests));
+    let broker = std::thread::spawn(move || ringmq::shard::run_with_admin(config, stop, &shards));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(addr).is_err() {
@@ -96,7 +97,7 @@ fn a_snapshot_merges_every_shard_by_version_and_qos_ringmq_only() {
     let stopped = broker.join().expect("the broker thread");
     assert!(stopped.is_ok(), "{stopped:?}");
     assert!(
-        handle.snapshot(Duration::from_millis(200)).is_none(),
+        handle.metrics(Duration::from_millis(200)).is_none(),
         "no answer once the broker stopped"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -15,6 +15,7 @@
 //! `[auth]` in [`auth`], a listener's `tls` table in [`tls`], `[[listener]]`, `[storage]`
 //! and `[log]` here.
 
+pub mod admin;
 pub mod auth;
 pub mod limits;
 pub mod mqtt;
@@ -33,6 +34,7 @@ use serde::de::{Deserializer, Error as _, Unexpected};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use admin::AdminConfig;
 pub use auth::AuthConfig;
 pub use limits::{Limits, RateAction};
 pub use mqtt::{MqttConfig, Redirect, ShareStrategy};
@@ -102,6 +104,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[auth]`: password file, anonymous clients, ACL file, failed-login limits, SCRAM.
     pub auth: AuthConfig,
+    /// `[admin]`: the HTTP listener for metrics, the JSON API and the dashboard.
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             log: LogConfig::default(),
             mqtt: MqttConfig::default(),
             auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -197,6 +202,14 @@ impl Config {
                 reason,
             })?;
         }
+        if let Some(addr) = &overrides.admin_listen {
+            self.admin.listen = admin::parse_listen(addr).ok_or_else(|| ConfigError::Override {
+                flag: "--admin-listen",
+                value: addr.clone(),
+                reason: format!("expected {}", admin::ADMIN_LISTEN_EXPECTED),
+            })?;
+            self.admin.enabled = true;
+        }
         if let Some(level) = &overrides.log_level {
             self.log.level = level.parse().map_err(|reason| ConfigError::Override {
                 flag: "--log-level",
@@ -216,6 +229,7 @@ impl Config {
         self.limits.validate(&mut problems);
         self.mqtt.validate(&mut problems);
         self.auth.validate(&mut problems);
+        self.admin.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -252,6 +266,9 @@ pub struct Overrides {
     pub cores: Option<String>,
     /// `--log-level LEVEL`: replaces `log.level`.
     pub log_level: Option<String>,
+    /// `--admin-listen ADDR`: turns the admin listener on at ADDR (`IP:port`, or a port on
+    /// 127.0.0.1).
+    pub admin_listen: Option<String>,
 }
 
 impl Overrides {
@@ -261,6 +278,7 @@ impl Overrides {
             && self.data_dir.is_none()
             && self.cores.is_none()
             && self.log_level.is_none()
+            && self.admin_listen.is_none()
     }
 }
 

@@ -681,6 +681,11 @@ async fn start_session(
         shard.share_online(key, &session, true).await;
     }
     shard.limit_stats.traffic.connected(version);
+    outbox.set_details(crate::session::ConnDetails {
+        peer,
+        keep_alive,
+        connected_at: std::time::SystemTime::now(),
+    });
     tracing::info!(
         client_id = %client_id, %peer, shard = %shard.id, %version, user = user.as_deref(),
         clean_start = connect.clean_start, session_present, keep_alive, "connected"

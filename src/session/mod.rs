@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use notify::Notify;
-pub use outbox::Outbox;
+pub use outbox::{ConnDetails, Outbox};
 pub use will::{will_record, SessionWill};
 
 use crate::limit::{Limit, LimitStats};

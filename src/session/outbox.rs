@@ -43,6 +43,18 @@ pub struct Outbox {
     pub(crate) filed_tick: Cell<Option<u64>>,
     /// The shard's counters and queued-memory gauge.
     stats: Rc<LimitStats>,
+    /// What the admin API shows of the connection (set once the client is accepted).
+    details: Cell<Option<ConnDetails>>,
+}
+
+/// A connection as operators see it (`/api/v1/clients`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnDetails {
+    /// The client's address (from the PROXY header behind a load balancer).
+    pub peer: std::net::SocketAddr,
+    /// The keep-alive in force (the client's, or the server's when it overrode it).
+    pub keep_alive: u16,
+    pub connected_at: std::time::SystemTime,
 }
 
 impl Drop for Outbox {
@@ -65,7 +77,16 @@ impl Outbox {
             packet_deadline: Cell::new(None),
             filed_tick: Cell::new(None),
             stats,
+            details: Cell::new(None),
         }
+    }
+
+    pub fn details(&self) -> Option<ConnDetails> {
+        self.details.get()
+    }
+
+    pub fn set_details(&self, details: ConnDetails) {
+        self.details.set(Some(details));
     }
 
     /// Frees the buffer's memory if it is empty: called when the connection goes idle, so an

@@ -2,6 +2,7 @@
 //! sessions, subscription trie, replica of the interest table and retained partition.
 //! Nothing here is shared between cores except through the meshes in [`mesh`].
 
+mod admin;
 pub mod mesh;
 pub mod pushback;
 mod reload;
@@ -169,21 +170,23 @@ pub struct Shard {
     connect_rate: RefCell<Option<TokenBucket>>,
     /// This shard's busy ratio between metrics reads.
     busy: crate::metrics::Busy,
+    /// Messages its data-mesh receivers take per wake-up.
+    mesh_batches: crate::metrics::BatchMeter,
     /// When this shard started (`$SYS/broker/uptime`).
     started_at: Instant,
 }
 
 /// Starts every shard and blocks until they stop (after `shutdown` triggers).
 pub fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
-    run_with_metrics(config, shutdown, crate::metrics::metrics_channel().1)
+    run_with_admin(config, shutdown, &crate::admin::AdminHandle::new())
 }
 
-/// [`run`], with shard 0 answering the [`MetricsHandle`](crate::metrics::MetricsHandle)
-/// of `requests` (for a thread outside the shards, e.g. an HTTP listener).
-pub fn run_with_metrics(
+/// [`run`], with every shard answering the requests of `admin` (the admin listener's
+/// handle: a thread outside the shards).
+pub fn run_with_admin(
     config: Config,
     shutdown: Shutdown,
-    requests: crate::metrics::MetricsRequests,
+    admin: &crate::admin::AdminHandle,
 ) -> Result<(), StartError> {
     runtime::check_io_uring()?;
     let _lock = runtime::lock_data_dir(&config.storage.data_dir)?;
@@ -214,6 +217,7 @@ pub fn run_with_metrics(
     let capacity = config.limits.mesh_capacity;
     let data: MeshBuilder<DataMsg, Full> = MeshBuilder::full(shards, capacity);
     let ctrl: MeshBuilder<CtrlMsg, Full> = MeshBuilder::full(shards, capacity);
+    let admin = admin.connect(shards);
     let rt = &config.runtime;
     tracing::info!(shards, listeners = %config.listener_summary(), "starting");
     let handles = LocalExecutorPoolBuilder::new(placement)
@@ -232,7 +236,7 @@ pub fn run_with_metrics(
                 verifier,
                 tls,
                 listener_counts,
-                metrics: requests,
+                admin,
             };
             shard_main(config, gate, shards, data, ctrl, shutdown).await
         })
@@ -289,8 +293,8 @@ struct Admission {
     tls: Vec<Option<Arc<crate::tls::TlsAcceptor>>>,
     /// `max_connections` is across shards: one count per listener, shared by every shard.
     listener_counts: Arc<[Arc<ListenerCount>]>,
-    /// Metrics requests from outside the shards, served by shard 0.
-    metrics: crate::metrics::MetricsRequests,
+    /// Requests of the admin listener, by shard index.
+    admin: Vec<crate::admin::query::Requests>,
 }
 
 async fn shard_main(
@@ -306,7 +310,7 @@ async fn shard_main(
         verifier,
         tls,
         listener_counts,
-        metrics,
+        admin: admin_requests,
     } = gate;
     // Generous: on an overloaded machine executor threads can take seconds to be scheduled.
     let join_timeout = Duration::from_secs(30);
@@ -402,6 +406,7 @@ async fn shard_main(
             TokenBucket::new(rate, rate, Instant::now())
         })),
         busy: crate::metrics::Busy::default(),
+        mesh_batches: crate::metrics::BatchMeter::default(),
         started_at: Instant::now(),
     });
     spawn_receivers(&shard, data_rx, ctrl_rx);
@@ -441,8 +446,8 @@ async fn shard_main(
         let interval = Duration::from_secs(u64::from(sys_interval));
         glommio::spawn_local(sys::publish_sys(shard.clone(), interval)).detach();
     }
-    if id.index() == 0 {
-        glommio::spawn_local(sys::serve_metrics(shard.clone(), metrics)).detach();
+    if let Some(requests) = admin_requests.get(id.index()) {
+        glommio::spawn_local(admin::serve(shard.clone(), requests.clone())).detach();
     }
     tracing::debug!(shard = %id, "serving");
     shutdown.wait().await;
@@ -576,7 +581,17 @@ fn spawn_receivers(shard: &Rc<Shard>, mut data: Receivers<DataMsg>, mut ctrl: Re
         let shard = shard.clone();
         let peer = ShardId(peer as u16);
         glommio::spawn_local(async move {
-            while let Some(msg) = rx.recv().await {
+            let mut batch = crate::metrics::Batch::default();
+            loop {
+                let (msg, waited) = {
+                    let mut next = std::pin::pin!(rx.recv());
+                    match future::poll_once(&mut next).await {
+                        Some(msg) => (msg, false),
+                        None => (next.await, true),
+                    }
+                };
+                let Some(msg) = msg else { break };
+                shard.mesh_batches.taken(&mut batch, waited);
                 match msg {
                     DataMsg::Publish {
                         message,

@@ -40,6 +40,7 @@ impl Shard {
         m.storage_stalls = st.stalls.get();
         m.flush_micros = st.flush_micros.get();
         m.flush_records = st.flush_records.get();
+        m.mesh_batch = self.mesh_batches.get();
         m.busy = vec![(self.id.0, self.busy.sample())];
         m
     }
@@ -63,16 +64,6 @@ impl Shard {
         let mut all = done.take_metrics();
         all.merge(&self.local_metrics());
         all
-    }
-}
-
-/// Shard 0's task: answers metrics requests from outside the shards, one at a time,
-/// until every [`MetricsHandle`](crate::metrics::MetricsHandle) is gone.
-pub async fn serve_metrics(shard: Rc<Shard>, requests: crate::metrics::MetricsRequests) {
-    while let Ok(reply) = requests.0.recv_async().await {
-        let snapshot = shard.metrics().await;
-        // The asker may have given up waiting: nothing to do then.
-        let _ = reply.send(snapshot);
     }
 }
 
