@@ -114,6 +114,36 @@ fn port_held_by_another_process_is_refused_exit_1() {
 }
 
 #[test]
+fn admin_port_held_by_another_process_is_refused_exit_1() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = held.local_addr().unwrap();
+    let dir = temp_dir("admin-port");
+    let listen = format!("127.0.0.1:{}", free_port());
+    // A bare port means 127.0.0.1.
+    let port = admin.port().to_string();
+    let out = ringmq(&[
+        "--listen",
+        &listen,
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--admin-listen",
+        &port,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen on admin.listen {admin}"))
+            && err.contains("change admin.listen or --admin-listen"),
+        "{err}"
+    );
+    let out = ringmq(&["--admin-listen", "localhost:80"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("--admin-listen \"localhost:80\""), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn data_dir_in_use_is_refused_and_sigterm_stops_cleanly() {
     let dir = temp_dir("lock");
     let port = free_port();

@@ -822,6 +822,11 @@ impl RawClient {
         }
     }
 
+    /// The client's end of the connection (what the broker sees as its peer).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.try_send(bytes)
             .unwrap_or_else(|e| panic!("send {}: {e}", to_hex(&bytes[..bytes.len().min(32)])));
