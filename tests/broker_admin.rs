@@ -17,9 +17,6 @@ use ringmq::protocol::{
 };
 use serde_json::Value;
 
-const V5: ProtocolVersion = ProtocolVersion::V5;
-const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
-
 /// A ringmq broker with its admin listener on a free port (and `token`, if not empty).
 fn broker(shards: usize, token: &str, extra: &str) -> (Broker, SocketAddr) {
     let port = free_port();

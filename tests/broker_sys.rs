@@ -166,3 +166,79 @@ fn sys_counts_merge_traffic_of_every_shard_ringmq_only() {
     assert!(load("load/connections/1min") > 0.0);
     assert!(load("load/publish/dropped/1min") == 0.0);
 }
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn sys_topics_stay_out_of_the_log_and_do_not_outlive_a_restart_ringmq_only() {
+    if skip_unless_ringmq("ringmq keeps its $SYS tree in memory only") {
+        return;
+    }
+    let mut broker = sys_broker();
+    let mut c = broker.client(V311, "sys-keeper");
+    c.publish_retained("keep/me", b"kept", qos(1));
+    c.subscribe_one("$SYS/broker/uptime", qos(0));
+    // Several ticks, the last at 4 s of uptime or more.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = c.recv_publish();
+        let up: u64 = text(&p)
+            .trim_end_matches(" seconds")
+            .parse()
+            .expect("uptime");
+        if up >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "uptime stuck at {up}");
+    }
+    drop(c);
+    broker.stop();
+    let mut files = Vec::new();
+    files_under(&broker.data_path(), &mut files);
+    // The control: the client's retained message is in the log.
+    assert!(
+        files.iter().any(|(_, b)| contains(b, b"keep/me")),
+        "the retained message the client sent is not in any file under {}",
+        broker.data_path().display()
+    );
+    for (path, bytes) in &files {
+        assert!(
+            !contains(bytes, b"$SYS/broker/"),
+            "{} holds a $SYS topic",
+            path.display()
+        );
+    }
+    let restarted = Instant::now();
+    broker.restart();
+    let mut c = broker.client(V311, "sys-keeper");
+    c.subscribe_one("keep/me", qos(1));
+    let kept = c.recv_message();
+    assert_eq!(text(&kept), "kept");
+    // The first uptime a subscriber sees is this run's: the old run's (4 s or more) did not
+    // come back from anywhere.
+    c.subscribe_one("$SYS/broker/uptime", qos(0));
+    let p = c.recv_publish();
+    let up: u64 = text(&p)
+        .trim_end_matches(" seconds")
+        .parse()
+        .expect("uptime");
+    assert!(
+        up <= restarted.elapsed().as_secs() + 1,
+        "uptime {up} s, {:?} after the restart began",
+        restarted.elapsed()
+    );
+}
