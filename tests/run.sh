@@ -14,20 +14,35 @@ case "$broker" in
     *) echo "RINGMQ_TEST_BROKER=$broker: expected ringmq or mosquitto" >&2; exit 2 ;;
 esac
 
-# The Python suite's environment: paho-mqtt 2.x, pytest, and cryptography (test
-# certificates for the TLS tests) in .venv.
-if ! .venv/bin/python -c 'import paho.mqtt, pytest, cryptography' 2>/dev/null; then
+# The Python suite's environment in .venv: paho-mqtt 2.x, pytest, cryptography (test
+# certificates for the TLS tests), selenium 4 (headless Chromium for the MQTT.js and
+# dashboard tests) and prometheus_client (its parser reads the admin API's /metrics).
+if ! .venv/bin/python -c 'import paho.mqtt, pytest, cryptography, selenium, prometheus_client' 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q 'paho-mqtt==2.*' pytest cryptography
+    .venv/bin/pip install -q 'paho-mqtt==2.*' pytest cryptography 'selenium==4.*' prometheus_client
 fi
 
-# The mosquitto clients (mosquitto_pub / mosquitto_sub), used by tests/broker_tls.rs and
-# tests/broker_auth.rs.
+# MQTT.js's browser bundle for tests/python/test_browser_mqttjs.py: a pinned version from the
+# npm registry, checked against its sha512, kept in .venv/mqttjs/ (skipped when present).
+.venv/bin/python tests/tools/fetch_mqttjs.py
+
+# Debian packages: the mosquitto clients (mosquitto_pub / mosquitto_sub), used by
+# tests/broker_tls.rs and tests/broker_auth.rs, and Chromium with its WebDriver
+# (chromium, chromedriver), used by the browser tests in tests/python. One apt-get update
+# at most, for whatever is missing.
+apt_packages=()
 if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+    apt_packages+=(mosquitto-clients)
+fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_packages+=(chromium chromium-driver)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto-clients
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${apt_packages[@]}"
     else
-        echo "tests/run.sh: mosquitto_pub/mosquitto_sub missing: apt-get install mosquitto-clients" >&2
+        echo "tests/run.sh: missing commands: apt-get install ${apt_packages[*]}" >&2
         exit 1
     fi
 fi

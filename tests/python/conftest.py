@@ -151,6 +151,9 @@ def pytest_configure(config):
         "markers", "broker(shards, ringmq_toml, mosquitto_conf): options of the broker fixture"
     )
     config.addinivalue_line("markers", "ringmq_only: behaviour only ringmq promises")
+    config.addinivalue_line(
+        "markers", "admin(shards, token, toml): options of admin_broker (admin.py)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
