@@ -66,4 +66,6 @@ case "$target_dir" in
     /*) ;;
     *) target_dir="$PWD/$target_dir" ;;
 esac
-RINGMQ_BIN="${RINGMQ_BIN:-$target_dir/debug/ringmq}" .venv/bin/pytest -q -p no:cacheprovider tests/python
+# The dashboard test leaves its screenshot in target/screenshots/dashboard.png.
+RINGMQ_SCREENSHOT_DIR="${RINGMQ_SCREENSHOT_DIR:-$target_dir/screenshots}" \
+    RINGMQ_BIN="${RINGMQ_BIN:-$target_dir/debug/ringmq}" .venv/bin/pytest -q -p no:cacheprovider tests/python

@@ -424,3 +424,57 @@ fn error(status: u16, message: String) -> Response {
 fn not_allowed(allow: &str) -> Response {
     error(405, "method not allowed".to_owned()).with_header("Allow", allow.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, path: &str, auth: Option<&str>) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: Vec::new(),
+            headers: auth
+                .map(|a| vec![("authorization".to_owned(), a.to_owned())])
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn without_answering_shards_health_and_the_api_are_503_and_the_page_is_served() {
+        let api = Api {
+            handle: AdminHandle::new(),
+            token: String::new(),
+            started: Instant::now(),
+        };
+        // Connected but nobody serving: the waits are bounded (2 s, 5 s).
+        let _shards = api.handle.connect(1);
+        assert_eq!(api.route(&request("GET", "/healthz", None)).status, 503);
+        assert_eq!(
+            api.route(&request("GET", "/api/v1/stats", None)).status,
+            503
+        );
+        assert_eq!(api.route(&request("GET", "/", None)).status, 200);
+    }
+
+    #[test]
+    fn the_token_is_compared_whole_and_only_as_a_bearer_token() {
+        let api = Api {
+            handle: AdminHandle::new(),
+            token: "abc123".into(),
+            started: Instant::now(),
+        };
+        for auth in [
+            None,
+            Some("Bearer abc12"),
+            Some("Bearer abc1234"),
+            Some("Basic abc123"),
+        ] {
+            let r = api.route(&request("GET", "/api/v1/nothing", auth));
+            assert_eq!(r.status, 401, "{auth:?}");
+        }
+        // The right token gets past the check (to a 404 here).
+        let r = api.route(&request("GET", "/api/v1/nothing", Some("Bearer abc123")));
+        assert_eq!(r.status, 404);
+    }
+}

@@ -6,13 +6,11 @@ bounded.
 import http.client
 import json
 import shutil
-import socket
-import time
 import urllib.parse
 
 import pytest
 
-from conftest import Broker, free_port
+from conftest import Broker, free_port, wait_port
 
 HTTP_TIMEOUT = 5.0
 
@@ -95,22 +93,6 @@ class Admin:
                 return totals, items
             assert page[key], f"an empty page with next={after!r}"
         raise AssertionError(f"{path}: still a next page after 1000 pages")
-
-
-def wait_port(host, port, proc, timeout=5.0):
-    """Waits, bounded, until host:port accepts TCP connections (the admin listener may come
-    up a moment after the MQTT one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"broker exited ({proc.returncode}) before its admin port opened")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"admin port {host}:{port} not open within {timeout} s")
-            time.sleep(0.01)
 
 
 def admin_toml(port, token=None, extra=""):

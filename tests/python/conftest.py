@@ -57,6 +57,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_port(host, port, proc, timeout=5.0):
+    """Waits, bounded, until host:port accepts TCP connections: a broker is ready on its
+    first listener, and its other listeners (TLS, ws, admin) may open a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"broker exited ({proc.returncode}) before {host}:{port} opened")
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{host}:{port} not open within {timeout} s")
+            time.sleep(0.01)
+
+
 class Broker:
     def __init__(self, data_dir, shards=1, ringmq_toml="", mosquitto_conf=""):
         self.kind = broker_kind()

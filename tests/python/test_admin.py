@@ -18,7 +18,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client.parser import text_string_to_metric_families
 
-from admin import Admin, admin_broker, wait_port  # noqa: F401
+from admin import Admin, admin_broker  # noqa: F401
+from conftest import wait_port
 from conftest import REPO, WAIT, Peer, free_port
 
 pytestmark = pytest.mark.ringmq_only("the admin API is ringmq's")

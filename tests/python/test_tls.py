@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import WAIT, Broker, free_port
+from conftest import WAIT, Broker, free_port, wait_port
 
 VERSIONS = [
     pytest.param(mqtt.MQTTv311, id="v311"),
@@ -137,6 +137,7 @@ class TlsBroker:
             ringmq_toml=f'[[listener]]\nbind = "127.0.0.1:{self.tls_port}"\ntls = {{ {table} }}\n',
             mosquitto_conf=mosquitto,
         )
+        wait_port(self.broker.host, self.tls_port, self.broker.proc)
 
     def tls(self, ca="ca.pem", cert=None):
         """paho `tls_set` arguments: trust `ca`, present NAME.pem / NAME.key if given."""
