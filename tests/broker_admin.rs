@@ -12,9 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringmq::protocol::{
-    Packet, ProtocolVersion, QoS, RetainHandling, SubscriptionId, SubscriptionOptions,
-};
+use ringmq::protocol::{Packet, QoS, RetainHandling, SubscriptionId, SubscriptionOptions};
 use serde_json::Value;
 
 /// A ringmq broker with its admin listener on a free port (and `token`, if not empty).
