@@ -1,6 +1,7 @@
 //! A shard's answers to the admin listener ([`crate::admin::query`]): its metrics, its
 //! sessions and their subscriptions, the retained messages it owns, and kicking a client.
 
+use std::cell::Ref;
 use std::rc::Rc;
 
 use super::Shard;
@@ -8,6 +9,7 @@ use crate::admin::query::{
     Answer, ClientInfo, ConnectionInfo, Page, Query, Requests, RetainedInfo, SubscriptionInfo,
 };
 use crate::protocol::ReasonCode;
+use crate::session::{Session, Subscribed};
 
 /// Serves the admin requests sent to this shard until the broker stops (or every handle
 /// is gone). Each is answered at once from the shard's state; the walk over sessions
@@ -21,6 +23,26 @@ pub async fn serve(shard: Rc<Shard>, requests: Requests) {
         // The asker may have given up waiting: nothing to do then.
         let _ = request.reply.try_send(answer);
     }
+}
+
+/// Of `items` (key, value), the first `limit` whose key sorts after `after`, in order;
+/// with how many there were and how many were past the cursor.
+fn first_after<K: Ord + Copy, V>(
+    mut items: Vec<(K, V)>,
+    after: Option<&K>,
+    limit: usize,
+) -> (u64, u64, Vec<(K, V)>) {
+    let total = items.len() as u64;
+    if let Some(after) = after {
+        items.retain(|(k, _)| k > after);
+    }
+    let remaining = items.len() as u64;
+    if items.len() > limit {
+        items.select_nth_unstable_by_key(limit, |(k, _)| *k);
+        items.truncate(limit);
+    }
+    items.sort_unstable_by_key(|(k, _)| *k);
+    (total, remaining, items)
 }
 
 impl Shard {
@@ -46,37 +68,51 @@ impl Shard {
         }
     }
 
+    /// The page is chosen by client id first; only its sessions are described (a shard
+    /// with many sessions allocates for `limit` of them, not for all).
     fn clients(&self, after: Option<String>, limit: usize, prefix: &str) -> Page<ClientInfo> {
-        let mut matching = Vec::new();
-        for (_, s) in self.sessions.borrow().iter() {
-            let Ok(s) = s.try_borrow() else { continue };
-            if !s.client_id.starts_with(prefix) {
-                continue;
-            }
-            let connection = s.outbox().map(|o| {
-                let details = o.details();
-                ConnectionInfo {
-                    protocol: o.version(),
-                    peer: details.map(|d| d.peer),
-                    keep_alive: details.map(|d| d.keep_alive),
-                    connected_at: details.map(|d| d.connected_at),
-                }
-            });
-            matching.push(ClientInfo {
-                client_id: s.client_id.to_string(),
-                shard: self.id.0,
-                connection,
-                username: s
-                    .access
-                    .as_ref()
-                    .and_then(|a| a.principal.user.as_deref().map(str::to_owned)),
-                session_expiry_secs: s.expiry_secs,
-                subscriptions: s.subscriptions.len(),
-                inflight: s.inflight_len(),
-                queued: s.queued_len(),
-            });
+        let sessions = self.sessions.borrow();
+        let guards: Vec<Ref<'_, Session>> = sessions
+            .iter()
+            .filter_map(|(_, s)| s.try_borrow().ok())
+            .filter(|s| s.client_id.starts_with(prefix))
+            .collect();
+        let (total, remaining, chosen) = first_after(
+            guards.iter().map(|s| (&*s.client_id, &**s)).collect(),
+            after.as_deref().as_ref(),
+            limit,
+        );
+        let items = chosen.into_iter().map(|(_, s)| self.describe(s)).collect();
+        Page {
+            total,
+            remaining,
+            items,
         }
-        Page::of(matching, |c| c.client_id.clone(), after.as_ref(), limit)
+    }
+
+    fn describe(&self, s: &Session) -> ClientInfo {
+        let connection = s.outbox().map(|o| {
+            let details = o.details();
+            ConnectionInfo {
+                protocol: o.version(),
+                peer: details.map(|d| d.peer),
+                keep_alive: details.map(|d| d.keep_alive),
+                connected_at: details.map(|d| d.connected_at),
+            }
+        });
+        ClientInfo {
+            client_id: s.client_id.to_string(),
+            shard: self.id.0,
+            connection,
+            username: s
+                .access
+                .as_ref()
+                .and_then(|a| a.principal.user.as_deref().map(str::to_owned)),
+            session_expiry_secs: s.expiry_secs,
+            subscriptions: s.subscriptions.len(),
+            inflight: s.inflight_len(),
+            queued: s.queued_len(),
+        }
     }
 
     fn subscriptions(
@@ -85,45 +121,50 @@ impl Shard {
         limit: usize,
         client_id: Option<&str>,
     ) -> Page<SubscriptionInfo> {
-        let mut matching = Vec::new();
         let sessions = self.sessions.borrow();
-        let mut add = |s: &crate::session::Session| {
-            for (filter, sub) in &s.subscriptions {
+        let guards: Vec<Ref<'_, Session>> = match client_id {
+            Some(id) => sessions
+                .find(id)
+                .and_then(|(key, _)| sessions.get(key))
+                .and_then(|s| s.try_borrow().ok())
+                .into_iter()
+                .collect(),
+            None => sessions
+                .iter()
+                .filter_map(|(_, s)| s.try_borrow().ok())
+                .collect(),
+        };
+        let subs: Vec<((&str, &str), &Subscribed)> = guards
+            .iter()
+            .flat_map(|s| {
+                s.subscriptions
+                    .iter()
+                    .map(move |(f, sub)| ((&*s.client_id, f.as_str()), sub))
+            })
+            .collect();
+        let after = after.as_ref().map(|(c, f)| (c.as_str(), f.as_str()));
+        let (total, remaining, chosen) = first_after(subs, after.as_ref(), limit);
+        let items = chosen
+            .into_iter()
+            .map(|((client, filter), sub)| {
                 let o = &sub.options;
-                matching.push(SubscriptionInfo {
-                    client_id: s.client_id.to_string(),
-                    filter: filter.as_str().to_owned(),
+                SubscriptionInfo {
+                    client_id: client.to_owned(),
+                    filter: filter.to_owned(),
                     shard: self.id.0,
                     qos: o.qos as u8,
                     no_local: o.no_local,
                     retain_as_published: o.retain_as_published,
                     retain_handling: o.retain_handling as u8,
                     subscription_id: sub.id.map(|i| i.get()),
-                });
-            }
-        };
-        match client_id {
-            Some(id) => {
-                if let Some((_, s)) = sessions.find(id) {
-                    if let Ok(s) = s.try_borrow() {
-                        add(&s);
-                    }
                 }
-            }
-            None => {
-                for (_, s) in sessions.iter() {
-                    if let Ok(s) = s.try_borrow() {
-                        add(&s);
-                    }
-                }
-            }
+            })
+            .collect();
+        Page {
+            total,
+            remaining,
+            items,
         }
-        Page::of(
-            matching,
-            |s| (s.client_id.clone(), s.filter.clone()),
-            after.as_ref(),
-            limit,
-        )
     }
 
     fn retained_page(
@@ -159,5 +200,20 @@ impl Shard {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_after;
+
+    #[test]
+    fn first_after_takes_the_smallest_keys_past_the_cursor_in_order() {
+        let items = vec![(("b", "x"), 1), (("a", "z"), 2), (("a", "y"), 3), (("c", "a"), 4)];
+        let (total, remaining, page) = first_after(items, Some(&("a", "y")), 2);
+        assert_eq!((total, remaining), (4, 3));
+        assert_eq!(page, [(("a", "z"), 2), (("b", "x"), 1)]);
+        let (_, remaining, page) = first_after(vec![("k", ()); 0], None, 5);
+        assert_eq!((remaining, page.len()), (0, 0));
     }
 }
