@@ -209,7 +209,12 @@ mod tests {
 
     #[test]
     fn first_after_takes_the_smallest_keys_past_the_cursor_in_order() {
-        let items = vec![(("b", "x"), 1), (("a", "z"), 2), (("a", "y"), 3), (("c", "a"), 4)];
+        let items = vec![
+            (("b", "x"), 1),
+            (("a", "z"), 2),
+            (("a", "y"), 3),
+            (("c", "a"), 4),
+        ];
         let (total, remaining, page) = first_after(items, Some(&("a", "y")), 2);
         assert_eq!((total, remaining), (4, 3));
         assert_eq!(page, [(("a", "z"), 2), (("b", "x"), 1)]);
