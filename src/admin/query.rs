@@ -74,31 +74,6 @@ impl<T> Default for Page<T> {
 }
 
 impl<T> Page<T> {
-    /// A page of the first `limit` of `matching` (already filtered by the query) whose key
-    /// is past `after`, sorted by that key.
-    pub fn of<K: Ord>(
-        mut matching: Vec<T>,
-        key: impl Fn(&T) -> K,
-        after: Option<&K>,
-        limit: usize,
-    ) -> Page<T> {
-        let total = matching.len() as u64;
-        if let Some(after) = after {
-            matching.retain(|item| key(item) > *after);
-        }
-        let remaining = matching.len() as u64;
-        if matching.len() > limit {
-            matching.select_nth_unstable_by(limit, |a, b| key(a).cmp(&key(b)));
-            matching.truncate(limit);
-        }
-        matching.sort_by_key(&key);
-        Page {
-            total,
-            remaining,
-            items: matching,
-        }
-    }
-
     /// Merges the shards' pages: the first `limit` items over all of them, and whether more
     /// remain after the last.
     pub fn merge<K: Ord>(
@@ -117,6 +92,27 @@ impl<T> Page<T> {
         let more = all.remaining > all.items.len() as u64;
         (all, more)
     }
+}
+
+/// Of `items` (key, value), the first `limit` whose key sorts after `after`, in key
+/// order; with how many items there were and how many were past the cursor (a shard's
+/// part of a page: the caller describes only the chosen items).
+pub fn first_after<K: Ord, V>(
+    mut items: Vec<(K, V)>,
+    after: Option<&K>,
+    limit: usize,
+) -> (u64, u64, Vec<(K, V)>) {
+    let total = items.len() as u64;
+    if let Some(after) = after {
+        items.retain(|(k, _)| k > after);
+    }
+    let remaining = items.len() as u64;
+    if items.len() > limit {
+        items.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
+        items.truncate(limit);
+    }
+    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    (total, remaining, items)
 }
 
 /// A session as `/api/v1/clients` lists it.
@@ -257,13 +253,14 @@ mod tests {
     use super::*;
 
     fn page(ids: &[&str], after: Option<&str>, limit: usize) -> Page<String> {
-        let items = ids.iter().map(|s| s.to_string()).collect();
-        Page::of(
-            items,
-            |s| s.clone(),
-            after.map(str::to_owned).as_ref(),
-            limit,
-        )
+        let items = ids.iter().map(|s| (s.to_string(), ())).collect();
+        let (total, remaining, chosen) =
+            first_after(items, after.map(str::to_owned).as_ref(), limit);
+        Page {
+            total,
+            remaining,
+            items: chosen.into_iter().map(|(k, ())| k).collect(),
+        }
     }
 
     #[test]
@@ -274,6 +271,16 @@ mod tests {
         let p = page(&["b", "a"], None, 10);
         assert_eq!(p.items, ["a", "b"]);
         assert_eq!(p.remaining, 2);
+        // Compound keys (client id, filter), as the subscriptions page uses.
+        let items = vec![
+            (("b", "x"), 1),
+            (("a", "z"), 2),
+            (("a", "y"), 3),
+            (("c", "a"), 4),
+        ];
+        let (total, remaining, chosen) = first_after(items, Some(&("a", "y")), 2);
+        assert_eq!((total, remaining), (4, 3));
+        assert_eq!(chosen, [(("a", "z"), 2), (("b", "x"), 1)]);
     }
 
     #[test]

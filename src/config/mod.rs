@@ -921,6 +921,22 @@ fn find_bad_key(doc: &toml::Table) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    /// The `# [[listener]]` examples commented out in the default file, uncommented: each
+    /// a TOML document of one listener.
+    pub(crate) fn commented_listener_examples() -> Vec<String> {
+        DEFAULT_CONFIG_TOML
+            .split("# [[listener]]\n")
+            .skip(1)
+            .map(|rest| {
+                let lines: Vec<&str> = rest
+                    .lines()
+                    .take_while(|l| l.starts_with("# ") && l.contains(" = "))
+                    .map(|l| l.trim_start_matches("# "))
+                    .collect();
+                format!("[[listener]]\n{}\n", lines.join("\n"))
+            })
+            .collect()
+    }
     use super::*;
     use std::collections::BTreeSet;
 
@@ -1200,17 +1216,8 @@ mod tests {
         assert_eq!(kinds, [ListenerKind::Tcp, ListenerKind::Ws]);
         assert_eq!(config.listeners[1].to_string(), "0.0.0.0:8080 (ws)");
         // The default file's commented ws and wss examples are valid.
-        let examples: Vec<String> = DEFAULT_CONFIG_TOML
-            .split("# [[listener]]\n")
-            .skip(1)
-            .map(|rest| {
-                let lines: Vec<&str> = rest
-                    .lines()
-                    .take_while(|l| l.starts_with("# ") && l.contains(" = "))
-                    .map(|l| l.trim_start_matches("# "))
-                    .collect();
-                format!("[[listener]]\n{}\n", lines.join("\n"))
-            })
+        let examples: Vec<String> = commented_listener_examples()
+            .into_iter()
             .filter(|block| block.contains("kind = \"ws\""))
             .collect();
         assert_eq!(examples.len(), 2, "{examples:?}");

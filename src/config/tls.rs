@@ -140,7 +140,7 @@ pub(crate) fn what_file(name: &str) -> &'static str {
 mod tests {
     use std::path::Path;
 
-    use super::super::{Config, ConfigError, Overrides, DEFAULT_CONFIG_TOML};
+    use super::super::{Config, ConfigError, Overrides};
     use super::*;
     use rcgen::{CertificateParams, KeyPair};
 
@@ -312,17 +312,8 @@ mod tests {
     /// The commented examples of the default file are valid TOML for this struct.
     #[test]
     fn the_default_files_commented_tls_examples_parse() {
-        let blocks: Vec<String> = DEFAULT_CONFIG_TOML
-            .split("# [[listener]]\n")
-            .skip(1)
-            .map(|rest| {
-                let lines: Vec<&str> = rest
-                    .lines()
-                    .take_while(|l| l.starts_with("# ") && l.contains(" = "))
-                    .map(|l| l.trim_start_matches("# "))
-                    .collect();
-                format!("[[listener]]\n{}\n", lines.join("\n"))
-            })
+        let blocks: Vec<String> = crate::config::tests::commented_listener_examples()
+            .into_iter()
             // The WebSocket examples are checked in config::tests.
             .filter(|block| !block.contains("kind = \"ws\""))
             .collect();

@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use super::Shard;
 use crate::admin::query::{
-    Answer, ClientInfo, ConnectionInfo, Page, Query, Requests, RetainedInfo, SubscriptionInfo,
+    first_after, Answer, ClientInfo, ConnectionInfo, Page, Query, Requests, RetainedInfo,
+    SubscriptionInfo,
 };
 use crate::protocol::ReasonCode;
 use crate::session::{Session, Subscribed};
@@ -23,26 +24,6 @@ pub async fn serve(shard: Rc<Shard>, requests: Requests) {
         // The asker may have given up waiting: nothing to do then.
         let _ = request.reply.try_send(answer);
     }
-}
-
-/// Of `items` (key, value), the first `limit` whose key sorts after `after`, in order;
-/// with how many there were and how many were past the cursor.
-fn first_after<K: Ord + Copy, V>(
-    mut items: Vec<(K, V)>,
-    after: Option<&K>,
-    limit: usize,
-) -> (u64, u64, Vec<(K, V)>) {
-    let total = items.len() as u64;
-    if let Some(after) = after {
-        items.retain(|(k, _)| k > after);
-    }
-    let remaining = items.len() as u64;
-    if items.len() > limit {
-        items.select_nth_unstable_by_key(limit, |(k, _)| *k);
-        items.truncate(limit);
-    }
-    items.sort_unstable_by_key(|(k, _)| *k);
-    (total, remaining, items)
 }
 
 impl Shard {
@@ -173,17 +154,28 @@ impl Shard {
         after: Option<String>,
         limit: usize,
     ) -> Page<RetainedInfo> {
+        // Topics are copied out of the index (its walk lends them only to the callback);
+        // the messages are shared, and only the chosen ones are described.
         let mut matching = Vec::new();
         self.retained
             .borrow()
             .for_each_matching(filter, |topic, m| {
-                matching.push(RetainedInfo {
-                    topic: topic.to_owned(),
-                    qos: m.qos as u8,
-                    payload: m.payload.clone(),
-                })
+                matching.push((topic.to_owned(), m.clone()))
             });
-        Page::of(matching, |r| r.topic.clone(), after.as_ref(), limit)
+        let (total, remaining, chosen) = first_after(matching, after.as_ref(), limit);
+        let items = chosen
+            .into_iter()
+            .map(|(topic, m)| RetainedInfo {
+                topic,
+                qos: m.qos as u8,
+                payload: m.payload.clone(),
+            })
+            .collect();
+        Page {
+            total,
+            remaining,
+            items,
+        }
     }
 
     /// Ends the connection of `client_id` if this shard has it connected.
@@ -200,25 +192,5 @@ impl Shard {
             }
             None => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_after;
-
-    #[test]
-    fn first_after_takes_the_smallest_keys_past_the_cursor_in_order() {
-        let items = vec![
-            (("b", "x"), 1),
-            (("a", "z"), 2),
-            (("a", "y"), 3),
-            (("c", "a"), 4),
-        ];
-        let (total, remaining, page) = first_after(items, Some(&("a", "y")), 2);
-        assert_eq!((total, remaining), (4, 3));
-        assert_eq!(page, [(("a", "z"), 2), (("b", "x"), 1)]);
-        let (_, remaining, page) = first_after(vec![("k", ()); 0], None, 5);
-        assert_eq!((remaining, page.len()), (0, 0));
     }
 }
