@@ -114,6 +114,10 @@ impl Api {
     }
 
     fn health(&self) -> Response {
+        if self.handle.shard_count() == 0 {
+            // The listener opens before the shards start (so a taken port fails fast).
+            return Response::new(503, TEXT, "starting: the shards are not running yet\n");
+        }
         match self.handle.shard_metrics(HEALTH_TIMEOUT) {
             Some(shards) if !shards.is_empty() => Response::new(200, TEXT, "ok\n"),
             _ => Response::new(503, TEXT, "unavailable: the shards do not answer\n"),
@@ -447,9 +451,15 @@ mod tests {
             token: String::new(),
             started: Instant::now(),
         };
+        // Before the shards start, /healthz says so at once.
+        let starting = api.route(&request("GET", "/healthz", None));
+        assert_eq!(starting.status, 503);
+        assert!(String::from_utf8_lossy(&starting.body).starts_with("starting"));
         // Connected but nobody serving: the waits are bounded (2 s, 5 s).
         let _shards = api.handle.connect(1);
-        assert_eq!(api.route(&request("GET", "/healthz", None)).status, 503);
+        let silent = api.route(&request("GET", "/healthz", None));
+        assert_eq!(silent.status, 503);
+        assert!(String::from_utf8_lossy(&silent.body).starts_with("unavailable"));
         assert_eq!(
             api.route(&request("GET", "/api/v1/stats", None)).status,
             503

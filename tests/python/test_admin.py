@@ -688,12 +688,13 @@ def test_admin_listen_flag_turns_the_listener_on(tmp_path, form):
     """`--admin-listen 127.0.0.1:PORT`, or `--admin-listen PORT` alone (meaning
     127.0.0.1:PORT), turns the admin listener on for a configuration without `[admin]`."""
     port = free_port()
+    mqtt_port = free_port()
     data = tmp_path / "broker"
     data.mkdir()
     config = data / "ringmq.toml"
     config.write_text(
         f'[runtime]\ncores = [0]\nplacement = "unbound"\n\n'
-        f'[[listener]]\nbind = "127.0.0.1:{free_port()}"\n\n'
+        f'[[listener]]\nbind = "127.0.0.1:{mqtt_port}"\n\n'
         f'[storage]\ndata_dir = "{data / "data"}"\n'
     )
     binary = os.environ.get("RINGMQ_BIN") or str(REPO / "target" / "debug" / "ringmq")
@@ -706,7 +707,10 @@ def test_admin_listen_flag_turns_the_listener_on(tmp_path, form):
         stderr=subprocess.STDOUT,
     )
     try:
+        # The admin listener opens before the shards start: /healthz is 503 until they
+        # run, which the MQTT listener opening shows.
         wait_port("127.0.0.1", port, proc)
+        wait_port("127.0.0.1", mqtt_port, proc, timeout=30.0)
         health = Admin("127.0.0.1", port).get("/healthz")
         assert (health.status, health.body) == (200, b"ok\n"), health
     finally:
