@@ -2,6 +2,8 @@
 //! bounded channel per shard, so that the admin thread never touches a shard's state and a
 //! shard answers between its other tasks (never blocking on the asker).
 
+use std::borrow::Borrow;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -94,25 +96,84 @@ impl<T> Page<T> {
     }
 }
 
-/// Of `items` (key, value), the first `limit` whose key sorts after `after`, in key
-/// order; with how many items there were and how many were past the cursor (a shard's
-/// part of a page: the caller describes only the chosen items).
-pub fn first_after<K: Ord, V>(
-    mut items: Vec<(K, V)>,
-    after: Option<&K>,
+/// A shard's part of a page, chosen while its items stream past: the first `limit` whose
+/// key sorts after the cursor, with how many items there were and how many were past the
+/// cursor. It holds at most `limit` items, and makes an item's owned key and value only
+/// when the item enters the page so far (a shard with a million retained topics copies
+/// about `limit` topic names for a page, not every one).
+pub struct FirstAfter<K, V> {
+    after: Option<K>,
     limit: usize,
-) -> (u64, u64, Vec<(K, V)>) {
-    let total = items.len() as u64;
-    if let Some(after) = after {
-        items.retain(|(k, _)| k > after);
+    total: u64,
+    remaining: u64,
+    /// The page so far; the greatest key on top, the one to give way to a smaller key.
+    page: BinaryHeap<ByKey<K, V>>,
+}
+
+/// A page item ordered by its key alone.
+struct ByKey<K, V>(K, V);
+
+impl<K: Ord, V> PartialEq for ByKey<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
     }
-    let remaining = items.len() as u64;
-    if items.len() > limit {
-        items.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
-        items.truncate(limit);
+}
+impl<K: Ord, V> Eq for ByKey<K, V> {}
+impl<K: Ord, V> PartialOrd for ByKey<K, V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
-    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    (total, remaining, items)
+}
+impl<K: Ord, V> Ord for ByKey<K, V> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K: Ord, V> FirstAfter<K, V> {
+    pub fn new(after: Option<K>, limit: usize) -> Self {
+        Self {
+            after,
+            limit,
+            total: 0,
+            remaining: 0,
+            page: BinaryHeap::with_capacity(limit.min(PAGE_LIMIT_MAX) + 1),
+        }
+    }
+
+    /// Counts an item, and keeps it if it belongs on the page so far; `own` is called only
+    /// for an item that is kept.
+    pub fn offer<Q>(&mut self, key: &Q, own: impl FnOnce() -> (K, V))
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.total += 1;
+        if self.after.as_ref().is_some_and(|a| key <= a.borrow()) {
+            return;
+        }
+        self.remaining += 1;
+        let fits = self.page.len() < self.limit
+            || self.page.peek().is_some_and(|top| key < top.0.borrow());
+        if fits {
+            let (k, v) = own();
+            self.page.push(ByKey(k, v));
+            if self.page.len() > self.limit {
+                self.page.pop();
+            }
+        }
+    }
+
+    /// (items seen, items past the cursor, the page in key order).
+    pub fn finish(self) -> (u64, u64, Vec<(K, V)>) {
+        let items = self
+            .page
+            .into_sorted_vec()
+            .into_iter()
+            .map(|ByKey(k, v)| (k, v))
+            .collect();
+        (self.total, self.remaining, items)
+    }
 }
 
 /// A session as `/api/v1/clients` lists it.
@@ -252,10 +313,21 @@ impl AdminHandle {
 mod tests {
     use super::*;
 
+    fn first_after<K: Ord + Clone, V: Clone>(
+        items: &[(K, V)],
+        after: Option<K>,
+        limit: usize,
+    ) -> (u64, u64, Vec<(K, V)>) {
+        let mut page = FirstAfter::new(after, limit);
+        for (k, v) in items {
+            page.offer(k, || (k.clone(), v.clone()));
+        }
+        page.finish()
+    }
+
     fn page(ids: &[&str], after: Option<&str>, limit: usize) -> Page<String> {
-        let items = ids.iter().map(|s| (s.to_string(), ())).collect();
-        let (total, remaining, chosen) =
-            first_after(items, after.map(str::to_owned).as_ref(), limit);
+        let items: Vec<(String, ())> = ids.iter().map(|s| (s.to_string(), ())).collect();
+        let (total, remaining, chosen) = first_after(&items, after.map(str::to_owned), limit);
         Page {
             total,
             remaining,
@@ -278,7 +350,7 @@ mod tests {
             (("a", "y"), 3),
             (("c", "a"), 4),
         ];
-        let (total, remaining, chosen) = first_after(items, Some(&("a", "y")), 2);
+        let (total, remaining, chosen) = first_after(&items, Some(("a", "y")), 2);
         assert_eq!((total, remaining), (4, 3));
         assert_eq!(chosen, [(("a", "z"), 2), (("b", "x"), 1)]);
     }
@@ -309,6 +381,46 @@ mod tests {
             seen,
             ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
         );
+    }
+
+    proptest::proptest! {
+        /// Streaming the items in any order gives what sorting them all would: the first
+        /// `limit` keys after the cursor, and the counts (keys repeat: two sessions never
+        /// share a client id, but the collector must not rely on it).
+        #[test]
+        fn the_streamed_page_is_the_sorted_page(
+            keys in proptest::collection::vec(0u16..300, 0..200),
+            after in proptest::option::of(0u16..300),
+            limit in 0usize..40,
+        ) {
+            let items: Vec<(u16, ())> = keys.iter().map(|&k| (k, ())).collect();
+            let (total, remaining, chosen) = first_after(&items, after, limit);
+            let mut past: Vec<u16> = keys.iter().copied().filter(|k| after.is_none_or(|a| *k > a)).collect();
+            past.sort_unstable();
+            proptest::prop_assert_eq!(total, keys.len() as u64);
+            proptest::prop_assert_eq!(remaining, past.len() as u64);
+            past.truncate(limit);
+            let got: Vec<u16> = chosen.into_iter().map(|(k, ())| k).collect();
+            proptest::prop_assert_eq!(got, past);
+        }
+    }
+
+    #[test]
+    fn a_page_owns_only_the_items_it_keeps() {
+        // Ascending keys: each new key is greater than the page's, so after the first
+        // `limit` nothing else is made.
+        let mut page = FirstAfter::<String, ()>::new(None, 3);
+        let mut made = 0;
+        for i in 0..1000 {
+            let key = format!("t/{i:04}");
+            page.offer(key.as_str(), || {
+                made += 1;
+                (key.clone(), ())
+            });
+        }
+        let (total, remaining, items) = page.finish();
+        assert_eq!((total, remaining, made), (1000, 1000, 3));
+        assert_eq!(items[2].0, "t/0002");
     }
 
     #[test]

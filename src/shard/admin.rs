@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::Shard;
 use crate::admin::query::{
-    first_after, Answer, ClientInfo, ConnectionInfo, Page, Query, Requests, RetainedInfo,
+    Answer, ClientInfo, ConnectionInfo, FirstAfter, Page, Query, Requests, RetainedInfo,
     SubscriptionInfo,
 };
 use crate::protocol::ReasonCode;
@@ -58,11 +58,12 @@ impl Shard {
             .filter_map(|(_, s)| s.try_borrow().ok())
             .filter(|s| s.client_id.starts_with(prefix))
             .collect();
-        let (total, remaining, chosen) = first_after(
-            guards.iter().map(|s| (&*s.client_id, &**s)).collect(),
-            after.as_deref().as_ref(),
-            limit,
-        );
+        let mut page = FirstAfter::new(after.as_deref(), limit);
+        for s in &guards {
+            let id: &str = &s.client_id;
+            page.offer(id, || (id, &**s));
+        }
+        let (total, remaining, chosen) = page.finish();
         let items = chosen.into_iter().map(|(_, s)| self.describe(s)).collect();
         Page {
             total,
@@ -115,16 +116,15 @@ impl Shard {
                 .filter_map(|(_, s)| s.try_borrow().ok())
                 .collect(),
         };
-        let subs: Vec<((&str, &str), &Subscribed)> = guards
-            .iter()
-            .flat_map(|s| {
-                s.subscriptions
-                    .iter()
-                    .map(move |(f, sub)| ((&*s.client_id, f.as_str()), sub))
-            })
-            .collect();
         let after = after.as_ref().map(|(c, f)| (c.as_str(), f.as_str()));
-        let (total, remaining, chosen) = first_after(subs, after.as_ref(), limit);
+        let mut page = FirstAfter::<(&str, &str), &Subscribed>::new(after, limit);
+        for s in &guards {
+            for (filter, sub) in s.subscriptions.iter() {
+                let key = (&*s.client_id, filter.as_str());
+                page.offer(&key, || (key, sub));
+            }
+        }
+        let (total, remaining, chosen) = page.finish();
         let items = chosen
             .into_iter()
             .map(|((client, filter), sub)| {
@@ -154,15 +154,15 @@ impl Shard {
         after: Option<String>,
         limit: usize,
     ) -> Page<RetainedInfo> {
-        // Topics are copied out of the index (its walk lends them only to the callback);
-        // the messages are shared, and only the chosen ones are described.
-        let mut matching = Vec::new();
+        // The index's walk lends each topic only to the callback: a topic is copied when
+        // it enters the page, and the messages are shared.
+        let mut page = FirstAfter::new(after, limit);
         self.retained
             .borrow()
             .for_each_matching(filter, |topic, m| {
-                matching.push((topic.to_owned(), m.clone()))
+                page.offer(topic, || (topic.to_owned(), m.clone()))
             });
-        let (total, remaining, chosen) = first_after(matching, after.as_ref(), limit);
+        let (total, remaining, chosen) = page.finish();
         let items = chosen
             .into_iter()
             .map(|(topic, m)| RetainedInfo {
