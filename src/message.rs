@@ -42,12 +42,17 @@ impl Message {
         }
     }
 
-    /// A copy that owns its bytes, for messages kept long (retained, queued): a slice of a
-    /// connection's read buffer would otherwise pin the whole buffer.
+    /// A copy that owns its bytes, for messages kept long (retained, logged QoS 2): its
+    /// topic, payload and properties decoded from a PUBLISH are views of the connection's
+    /// read buffer, and one view kept would keep the whole buffer.
     pub fn detached(&self) -> Self {
-        let mut m = self.clone();
-        m.payload = Bytes::copy_from_slice(&self.payload);
-        m
+        Message {
+            topic: self.topic.detached(),
+            payload: Bytes::copy_from_slice(&self.payload),
+            properties: self.properties.detached(),
+            origin: self.origin.clone(),
+            ..*self
+        }
     }
 
     /// Whether its v5 Message Expiry Interval has passed since it was received.
@@ -60,5 +65,102 @@ impl Message {
     /// Payload plus topic: what the byte quotas count.
     pub fn size_bytes(&self) -> usize {
         self.payload.len() + self.topic.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::protocol::{
+        decode, Decoded, MqttString, Packet, PacketId, ProtocolVersion, UserProperty,
+    };
+
+    fn text(s: &str) -> MqttString {
+        MqttString::try_from(s).expect("valid string")
+    }
+
+    /// The byte views a message holds: topic, payload and every string or binary property.
+    fn views(m: &Message) -> Vec<(&'static str, *const u8)> {
+        let p = &m.properties;
+        let mut v = vec![
+            ("topic", m.topic.as_bytes().as_ptr()),
+            ("payload", m.payload.as_ptr()),
+        ];
+        v.extend(
+            p.content_type
+                .as_ref()
+                .map(|c| ("content type", c.as_bytes().as_ptr())),
+        );
+        v.extend(
+            p.response_topic
+                .as_ref()
+                .map(|t| ("response topic", t.as_bytes().as_ptr())),
+        );
+        v.extend(
+            p.correlation_data
+                .as_ref()
+                .map(|d| ("correlation data", d.as_ptr())),
+        );
+        for u in &p.user_properties {
+            v.push(("user property name", u.name.as_bytes().as_ptr()));
+            v.push(("user property value", u.value.as_bytes().as_ptr()));
+        }
+        v
+    }
+
+    fn inside(range: &Range<*const u8>) -> impl Fn(&(&'static str, *const u8)) -> bool + '_ {
+        move |(_, ptr)| range.contains(ptr)
+    }
+
+    /// A retained or logged message must not keep the connection's read buffer alive: a
+    /// view of any part of it would keep every byte read with it.
+    #[test]
+    fn a_detached_message_holds_nothing_of_the_read_buffer() {
+        let v5 = ProtocolVersion::V5;
+        let mut publish = Publish::new(
+            TopicName::try_from("sensors/kitchen/temp").expect("topic"),
+            Bytes::from_static(b"21.5"),
+        );
+        publish.qos = QoS::AtLeastOnce;
+        publish.packet_id = PacketId::new(7);
+        publish.properties = PublishProperties {
+            content_type: Some(text("text/plain")),
+            response_topic: Some(TopicName::try_from("reply/here").expect("topic")),
+            correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
+            user_properties: vec![UserProperty {
+                name: text("unit"),
+                value: text("celsius"),
+            }],
+            ..Default::default()
+        };
+        let mut wire = BytesMut::new();
+        Packet::Publish(publish)
+            .encode(v5, &mut wire)
+            .expect("encodes");
+        let range = wire.as_ptr_range();
+        let Ok(Decoded::Packet(Packet::Publish(decoded))) = decode(&mut wire, Some(v5), 1 << 20)
+        else {
+            panic!("the PUBLISH decodes");
+        };
+        let received = Message::from_publish(decoded, Arc::from("sensor-1"));
+        // The control: as decoded, every view lies in the buffer.
+        let decoded_views = views(&received);
+        assert_eq!(decoded_views.len(), 7);
+        assert!(
+            decoded_views.iter().all(inside(&range)),
+            "{decoded_views:?}"
+        );
+
+        let kept = received.detached();
+        let held: Vec<_> = views(&kept).into_iter().filter(inside(&range)).collect();
+        assert!(held.is_empty(), "still views of the read buffer: {held:?}");
+        assert_eq!(kept.topic, received.topic);
+        assert_eq!(kept.payload, received.payload);
+        assert_eq!(kept.properties, received.properties);
+        assert_eq!((kept.qos, kept.retain), (received.qos, received.retain));
     }
 }

@@ -480,6 +480,33 @@ properties! {
     }
 }
 
+impl PublishProperties {
+    /// A copy whose strings and binary data are in allocations of their own (see
+    /// [`MqttString::detached`]).
+    pub fn detached(&self) -> Self {
+        PublishProperties {
+            payload_format_indicator: self.payload_format_indicator,
+            message_expiry_interval: self.message_expiry_interval,
+            content_type: self.content_type.as_ref().map(MqttString::detached),
+            response_topic: self.response_topic.as_ref().map(TopicName::detached),
+            correlation_data: self
+                .correlation_data
+                .as_ref()
+                .map(|d| Bytes::copy_from_slice(d)),
+            user_properties: self
+                .user_properties
+                .iter()
+                .map(|u| UserProperty {
+                    name: u.name.detached(),
+                    value: u.value.detached(),
+                })
+                .collect(),
+            subscription_identifiers: self.subscription_identifiers.clone(),
+            topic_alias: self.topic_alias,
+        }
+    }
+}
+
 properties! {
     /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK.
     pub struct AckProperties {

@@ -87,6 +87,12 @@ impl MqttString {
     pub fn to_bytes(&self) -> Bytes {
         self.0.clone()
     }
+
+    /// A copy in its own allocation: a string decoded from a packet is a view of the
+    /// connection's read buffer, and keeping the view keeps the whole buffer.
+    pub fn detached(&self) -> Self {
+        MqttString(Bytes::copy_from_slice(&self.0))
+    }
 }
 
 impl TryFrom<&str> for MqttString {
@@ -147,6 +153,11 @@ impl TopicName {
 
     pub fn as_mqtt_str(&self) -> &MqttString {
         &self.0
+    }
+
+    /// A copy in its own allocation (see [`MqttString::detached`]).
+    pub fn detached(&self) -> Self {
+        TopicName(self.0.detached())
     }
 
     pub fn is_empty(&self) -> bool {
