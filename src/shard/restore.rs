@@ -68,9 +68,9 @@ impl Shard {
         let mut foreign_retained = Vec::new();
         for (topic, message) in state.retained {
             if self.owner_of(&topic) == self.id {
-                self.retained.borrow_mut().insert(&topic, Rc::new(message));
+                self.retained.borrow_mut().insert(&topic, Rc::new(*message));
             } else {
-                foreign_retained.push((self.storage.clone(), true, message));
+                foreign_retained.push((self.storage.clone(), true, *message));
             }
         }
         for (no, rs) in state.sessions {
@@ -86,7 +86,7 @@ impl Shard {
                 retained = rec.state.retained.len(), "moving the state of a former shard"
             );
             for (_, message) in rec.state.retained {
-                foreign_retained.push((storage.clone(), false, message));
+                foreign_retained.push((storage.clone(), false, *message));
             }
             for (no, rs) in rec.state.sessions {
                 foreign.push((storage.clone(), index, no, rs));

@@ -673,7 +673,9 @@ impl RecoveredWill {
 #[derive(Debug, Default, Clone)]
 pub struct RecoveredState {
     pub sessions: BTreeMap<u64, RecoveredSession>,
-    pub retained: HashMap<Box<str>, Message>,
+    /// Boxed: a table of a million retained messages by value would be ~500 MB, held
+    /// beside the live index while recovery hands them over.
+    pub retained: HashMap<Box<str>, Box<Message>>,
 }
 
 /// What recovery rebuilt from a shard's log.
@@ -849,7 +851,7 @@ impl Recovered {
                 if message.payload.is_empty() {
                     state.retained.remove(&topic);
                 } else {
-                    state.retained.insert(topic, message);
+                    state.retained.insert(topic, Box::new(message));
                 }
             }
             StateRecord::Will { no, message } => {
