@@ -15,7 +15,7 @@ use bytes::Bytes;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use ringmq::message::Message;
-use ringmq::protocol::{PublishProperties, QoS, TopicName};
+use ringmq::protocol::{QoS, TopicName};
 use ringmq::shard::mesh::DataMsg;
 
 fn message() -> Message {
@@ -24,7 +24,7 @@ fn message() -> Message {
         payload: Bytes::from(vec![7u8; 64]),
         qos: QoS::AtMostOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         origin: Arc::from("bench"),
         received_at: Instant::now(),
     }

@@ -19,7 +19,7 @@ pub struct Message {
     /// The RETAIN flag as published.
     pub retain: bool,
     /// v5 properties forwarded to subscribers (topic alias and subscription ids removed).
-    pub properties: PublishProperties,
+    pub properties: MessageProperties,
     /// The publishing client's id, for No Local.
     pub origin: Arc<str>,
     pub received_at: Instant,
@@ -36,7 +36,7 @@ impl Message {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
-            properties,
+            properties: properties.into(),
             origin,
             received_at: Instant::now(),
         }
@@ -49,7 +49,9 @@ impl Message {
         Message {
             topic: self.topic.detached(),
             payload: Bytes::copy_from_slice(&self.payload),
-            properties: self.properties.detached(),
+            properties: MessageProperties(
+                self.properties.0.as_ref().map(|p| Box::new(p.detached())),
+            ),
             origin: self.origin.clone(),
             ..*self
         }
@@ -65,6 +67,44 @@ impl Message {
     /// Payload plus topic: what the byte quotas count.
     pub fn size_bytes(&self) -> usize {
         self.payload.len() + self.topic.len()
+    }
+}
+
+/// A message's v5 properties, boxed and only when it has some: most messages carry none,
+/// and inline they would make every retained, queued and inflight message 150 bytes larger.
+/// Reads as a [`PublishProperties`] (all unset when there are none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageProperties(Option<Box<PublishProperties>>);
+
+/// What a message without properties reads as.
+static NO_PROPERTIES: PublishProperties = PublishProperties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    topic_alias: None,
+    user_properties: Vec::new(),
+};
+
+impl MessageProperties {
+    /// An owned copy, to put in a PUBLISH.
+    pub fn to_publish(&self) -> PublishProperties {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+}
+
+impl From<PublishProperties> for MessageProperties {
+    fn from(p: PublishProperties) -> Self {
+        MessageProperties((!p.is_empty()).then(|| Box::new(p)))
+    }
+}
+
+impl std::ops::Deref for MessageProperties {
+    type Target = PublishProperties;
+    fn deref(&self) -> &PublishProperties {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
     }
 }
 
@@ -85,7 +125,7 @@ mod tests {
 
     /// The byte views a message holds: topic, payload and every string or binary property.
     fn views(m: &Message) -> Vec<(&'static str, *const u8)> {
-        let p = &m.properties;
+        let p: &PublishProperties = &m.properties;
         let mut v = vec![
             ("topic", m.topic.as_bytes().as_ptr()),
             ("payload", m.payload.as_ptr()),
@@ -162,5 +202,27 @@ mod tests {
         assert_eq!(kept.payload, received.payload);
         assert_eq!(kept.properties, received.properties);
         assert_eq!((kept.qos, kept.retain), (received.qos, received.retain));
+    }
+
+    #[test]
+    fn properties_take_room_only_when_a_message_has_some() {
+        let none = MessageProperties::from(PublishProperties::default());
+        assert!(none.0.is_none());
+        assert_eq!(*none, PublishProperties::default());
+        assert_eq!(none.to_publish(), PublishProperties::default());
+        let set = PublishProperties {
+            message_expiry_interval: Some(60),
+            content_type: Some(text("application/json")),
+            ..Default::default()
+        };
+        let some = MessageProperties::from(set.clone());
+        assert_eq!(some.message_expiry_interval, Some(60));
+        assert_eq!(some.to_publish(), set);
+        // Retained, queued and inflight messages are many: the properties stay out of line.
+        assert!(
+            std::mem::size_of::<Message>() <= 128,
+            "Message is {} bytes",
+            std::mem::size_of::<Message>()
+        );
     }
 }

@@ -338,7 +338,7 @@ pub fn will_message(will: &Will, client_id: &Arc<str>) -> Message {
         qos: will.qos,
         // [MQTT-3.1.2-14/15] (v5) / [MQTT-3.1.2-16/17] (3.1.1)
         retain: will.retain,
-        properties,
+        properties: properties.into(),
         origin: client_id.clone(),
         received_at: Instant::now(),
     }

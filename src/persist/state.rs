@@ -547,7 +547,7 @@ impl Writer<'_> {
             retain: m.retain,
             topic: m.topic.clone(),
             packet_id: (m.qos != QoS::AtMostOnce).then_some(PACKET_ID_ONE),
-            properties: m.properties.clone(),
+            properties: m.properties.to_publish(),
             payload: m.payload.clone(),
         };
         // A message the broker accepted always encodes (it decoded from a client); on an
@@ -715,7 +715,7 @@ mod tests {
             payload: Bytes::copy_from_slice(payload),
             qos,
             retain: true,
-            properties,
+            properties: properties.into(),
             origin: Arc::from("publisher-1"),
             received_at: Instant::now(),
         }

@@ -1097,7 +1097,7 @@ impl OutAliases {
 
 /// The PUBLISH packet of one delivery.
 fn publish_packet(d: &Delivery, packet_id: Option<PacketId>, dup: bool) -> Publish {
-    let mut properties = d.message.properties.clone();
+    let mut properties = d.message.properties.to_publish();
     properties
         .subscription_identifiers
         .clone_from(&d.subscription_ids);

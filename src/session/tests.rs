@@ -7,9 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::*;
 use crate::message::Message;
 use crate::persist::LogOffset;
-use crate::protocol::{
-    decode, Decoded, ProtocolVersion, PublishProperties, TopicName, MAX_PACKET_BYTES,
-};
+use crate::protocol::{decode, Decoded, ProtocolVersion, TopicName, MAX_PACKET_BYTES};
 
 const LIMITS: SessionLimits = SessionLimits {
     queued_messages_max: 3,
@@ -24,7 +22,7 @@ fn message(n: u8) -> Rc<Message> {
         payload: Bytes::from(vec![n]),
         qos: QoS::ExactlyOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         origin: Arc::from("pub"),
         received_at: Instant::now(),
     })
