@@ -70,6 +70,12 @@ impl Message {
     }
 }
 
+impl crate::router::retained::Named for std::rc::Rc<Message> {
+    fn name(&self) -> &str {
+        self.topic.as_str()
+    }
+}
+
 /// A message's v5 properties, boxed and only when it has some: most messages carry none,
 /// and inline they would make every retained, queued and inflight message 150 bytes larger.
 /// Reads as a [`PublishProperties`] (all unset when there are none).

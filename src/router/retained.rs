@@ -10,8 +10,8 @@ use super::{split_level, Children};
 /// match?" (the reverse of [`SubscriptionTrie`](super::SubscriptionTrie)'s query).
 ///
 /// A node per topic level, children keyed by the level's bytes (a short vector while there
-/// are few, a hash map beyond); a node whose path is a stored topic holds that topic's text
-/// and value.
+/// are few, a hash map beyond); a node whose path is a stored topic holds that topic's
+/// value, which carries the topic's text itself ([`Named`]): the index keeps no copy.
 ///
 /// # Invariants
 /// - Every node other than the root holds a value or has a descendant that does: removing
@@ -31,15 +31,15 @@ pub struct RetainedIndex<V> {
     len: usize,
 }
 
-struct Node<V> {
-    children: Children<Node<V>>,
-    /// Boxed: most nodes are intermediate levels and should not pay for a `V`.
-    retained: Option<Box<Retained<V>>>,
+/// A value that knows the topic it is stored under (a retained message: its topic name).
+pub trait Named {
+    fn name(&self) -> &str;
 }
 
-struct Retained<V> {
-    topic: Box<str>,
-    value: V,
+struct Node<V> {
+    children: Children<Node<V>>,
+    /// Keep `V` small (a pointer): intermediate levels hold none but pay for the slot.
+    retained: Option<V>,
 }
 
 /// Work of [`RetainedIndex::for_each_matching`].
@@ -50,7 +50,7 @@ enum Visit<'a, V> {
     Subtree(&'a Node<V>),
 }
 
-impl<V> RetainedIndex<V> {
+impl<V: Named> RetainedIndex<V> {
     /// An empty index; allocates nothing.
     pub fn new() -> Self {
         RetainedIndex {
@@ -68,26 +68,21 @@ impl<V> RetainedIndex<V> {
         self.len == 0
     }
 
-    /// Stores `value` for `topic`; returns the value it replaces [MQTT-3.3.1-5].
-    pub fn insert(&mut self, topic: &str, value: V) -> Option<V> {
+    /// Stores `value` under its topic ([`Named::name`]); returns the value it replaces
+    /// [MQTT-3.3.1-5].
+    pub fn insert(&mut self, value: V) -> Option<V> {
         let mut node = &mut self.root;
-        let mut rest = Some(topic);
+        let mut rest = Some(value.name());
         while let Some(levels) = rest {
             let (level, tail) = split_level(levels);
             node = node.children.get_or_insert_default(level);
             rest = tail;
         }
-        match &mut node.retained {
-            Some(retained) => Some(mem::replace(&mut retained.value, value)),
-            empty => {
-                *empty = Some(Box::new(Retained {
-                    topic: topic.into(),
-                    value,
-                }));
-                self.len += 1;
-                None
-            }
+        let replaced = node.retained.replace(value);
+        if replaced.is_none() {
+            self.len += 1;
         }
+        replaced
     }
 
     /// Removes and returns the value stored for `topic`, then the nodes that no longer lead
@@ -116,7 +111,7 @@ impl<V> RetainedIndex<V> {
         if keep_depth < depth {
             self.root.cut_below(topic, keep_depth);
         }
-        Some(retained.value)
+        Some(retained)
     }
 
     /// The value stored for `topic`.
@@ -128,7 +123,7 @@ impl<V> RetainedIndex<V> {
             node = node.children.get(level)?;
             rest = tail;
         }
-        node.retained.as_deref().map(|retained| &retained.value)
+        node.retained.as_ref()
     }
 
     /// Calls `f(topic, value)` once for every stored topic that `filter` matches (section
@@ -214,7 +209,7 @@ impl<V> RetainedIndex<V> {
     }
 }
 
-impl<V> Default for RetainedIndex<V> {
+impl<V: Named> Default for RetainedIndex<V> {
     fn default() -> Self {
         Self::new()
     }
@@ -245,13 +240,15 @@ impl<V> Default for Node<V> {
     }
 }
 
-impl<V> Node<V> {
+impl<V: Named> Node<V> {
     fn visit<F: FnMut(&str, &V)>(&self, f: &mut F) {
-        if let Some(retained) = &self.retained {
-            f(&retained.topic, &retained.value);
+        if let Some(value) = &self.retained {
+            f(value.name(), value);
         }
     }
+}
 
+impl<V> Node<V> {
     /// Walks `depth` levels of `topic` down from `self` and removes the child at the next
     /// level, with everything below it.
     fn cut_below(&mut self, topic: &str, depth: usize) -> Option<()> {
@@ -298,19 +295,33 @@ mod tests {
         "",
     ];
 
-    fn index() -> RetainedIndex<usize> {
+    /// A test value: its topic and a number.
+    #[derive(Debug, PartialEq)]
+    struct Value(String, usize);
+
+    impl Named for Value {
+        fn name(&self) -> &str {
+            &self.0
+        }
+    }
+
+    fn value(topic: &str, n: usize) -> Value {
+        Value(topic.to_owned(), n)
+    }
+
+    fn index() -> RetainedIndex<Value> {
         let mut index = RetainedIndex::new();
         for (i, topic) in TOPICS.into_iter().enumerate() {
-            assert_eq!(index.insert(topic, i), None);
+            assert_eq!(index.insert(value(topic, i)), None);
         }
         index
     }
 
     /// The topics `filter` matches, checked against the reference matcher.
-    fn matching(index: &RetainedIndex<usize>, filter: &str) -> Vec<String> {
+    fn matching(index: &RetainedIndex<Value>, filter: &str) -> Vec<String> {
         let mut found = Vec::new();
         index.for_each_matching(filter, |topic, value| {
-            assert_eq!(TOPICS.get(*value), Some(&topic));
+            assert_eq!(TOPICS.get(value.1), Some(&topic));
             found.push(topic.to_owned());
         });
         found.sort();
@@ -371,8 +382,8 @@ mod tests {
     #[test]
     fn retained_message_replaced_mqtt_3_3_1_5() {
         let mut index = index();
-        assert_eq!(index.insert("sport", 100), Some(3));
-        assert_eq!(index.get("sport"), Some(&100));
+        assert_eq!(index.insert(value("sport", 100)), Some(value("sport", 3)));
+        assert_eq!(index.get("sport"), Some(&value("sport", 100)));
         assert_eq!(index.len(), TOPICS.len());
     }
 
@@ -381,11 +392,17 @@ mod tests {
         let mut index = index();
         assert_eq!(index.remove("sport/tennis"), None);
         assert_eq!(index.remove("nothing/here"), None);
-        assert_eq!(index.remove("sport"), Some(3));
+        assert_eq!(index.remove("sport"), Some(value("sport", 3)));
         assert_eq!(index.get("sport"), None);
-        assert_eq!(index.get("sport/tennis/player2"), Some(&2));
+        assert_eq!(
+            index.get("sport/tennis/player2"),
+            Some(&value("sport/tennis/player2", 2))
+        );
         let before = index.node_count();
-        assert_eq!(index.remove("sport/tennis/player1/ranking"), Some(1));
+        assert_eq!(
+            index.remove("sport/tennis/player1/ranking"),
+            Some(value("sport/tennis/player1/ranking", 1))
+        );
         assert_eq!(index.node_count(), before - 1);
         for topic in TOPICS {
             index.remove(topic);
@@ -407,14 +424,14 @@ mod tests {
     fn deep_topics_do_not_use_the_stack() {
         let deep = "x/".repeat(30_000) + "y";
         let mut index = RetainedIndex::new();
-        index.insert(&deep, 1);
-        index.insert("x", 2);
+        index.insert(value(&deep, 1));
+        index.insert(value("x", 2));
         let mut found = 0;
         index.for_each_matching("#", |_, _| found += 1);
         assert_eq!(found, 2);
-        assert_eq!(index.remove(&deep), Some(1));
+        assert_eq!(index.remove(&deep), Some(value(&deep, 1)));
         assert_eq!(index.node_count(), 1);
-        index.insert(&deep, 1);
+        index.insert(value(&deep, 1));
         drop(index);
     }
 }

@@ -1033,7 +1033,7 @@ impl Shard {
         if message.payload.is_empty() {
             retained.remove(topic.as_str());
         } else {
-            retained.insert(topic.as_str(), Rc::new(message));
+            retained.insert(Rc::new(message));
         }
         end
     }

@@ -68,7 +68,7 @@ impl Shard {
         let mut foreign_retained = Vec::new();
         for (topic, message) in state.retained {
             if self.owner_of(&topic) == self.id {
-                self.retained.borrow_mut().insert(&topic, Rc::new(*message));
+                self.retained.borrow_mut().insert(Rc::new(*message));
             } else {
                 foreign_retained.push((self.storage.clone(), true, *message));
             }
