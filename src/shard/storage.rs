@@ -673,8 +673,8 @@ impl RecoveredWill {
 #[derive(Debug, Default, Clone)]
 pub struct RecoveredState {
     pub sessions: BTreeMap<u64, RecoveredSession>,
-    /// Boxed: a table of a million retained messages by value would be ~500 MB, held
-    /// beside the live index while recovery hands them over.
+    /// Boxed: the table is held beside the live index while recovery hands the messages
+    /// over, and a map of messages by value keeps its slack in message-sized slots.
     pub retained: HashMap<Box<str>, Box<Message>>,
 }
 
